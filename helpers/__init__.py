@@ -1,0 +1,6 @@
+"""helpers: the small library behind the LLM-to-SLM distillation notebooks."""
+
+from helpers.problems import Problem, TaskError
+from helpers.task import Task, inspect_task, load_task
+
+__all__ = ["Problem", "Task", "TaskError", "inspect_task", "load_task"]
