@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import pandas as pd
 from helpers.problems import Problem, Problems, TaskError
 from helpers.tables import MAX_CELL_CHARS, read_table
 
+FORMULA = re.compile(r"^(=|[+\-@][A-Za-z_.]+\()")  # what a spreadsheet would evaluate
 LONG_TEXT_WORDS = 200  # ~256 word-piece tokens: the student's default max length
 IMBALANCE_RATIO = 3.0
 
@@ -150,7 +152,7 @@ def check_texts(frame: pd.DataFrame, column: str, name: str, problems: Problems)
         elif len(text) > MAX_CELL_CHARS:
             problems.error(name, f"text is {len(text):,} characters (limit {MAX_CELL_CHARS:,})",
                            "split it into shorter examples", row=int(row), column=column, value=text)
-        elif text[0] in "=+@" and len(text) > 1 and text[1] not in " =":
+        elif FORMULA.match(text):
             problems.warn(name, "text starts like a spreadsheet formula; it is used as plain text",
                           "check the cell shows the words, not a formula result",
                           row=int(row), column=column, value=text)

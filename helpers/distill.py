@@ -1,0 +1,131 @@
+"""Distillation: seed rows + teacher-labelled corpus -> a student at least as good as both.
+
+The recipe, in order:
+1. carve a validation split from the seed rows (the test set is never touched);
+2. train student-base on the seed rows alone (the bar to beat);
+3. let the teacher label the unstructured corpus (leaked rows removed, labels capped
+   per class so a biased teacher cannot flood one class);
+4. train student-tuned on gold + teacher rows;
+5. keep whichever student is better on validation: a weak teacher never makes
+   the user's model worse.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from helpers.embeddings import max_similarity
+from helpers.student import StudentConfig, TrainedStudent, gold_rows, train_student
+from helpers.task import Task, normalise
+from helpers.teachers.base import Teacher, TeacherLabels
+
+NEAR_DUPLICATE = 0.95
+CAP_RATIO = 1.5
+
+
+def split_validation(train: pd.DataFrame, seed: int, fraction: float = 0.2
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stratified: ~fraction of each class (at least one when it has 2+ rows) to validation."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for _, group in train.groupby("label", sort=False):
+        k = max(1, round(fraction * len(group))) if len(group) > 1 else 0
+        held += list(rng.choice(group.index, size=k, replace=False))
+    return train.drop(index=held), train.loc[sorted(held)]
+
+
+def drop_test_leaks(texts: list[str], test_texts: list[str]) -> tuple[list[str], int]:
+    """Remove texts identical or nearly identical (cosine >= 0.95) to a test text."""
+    test_keys = {normalise(t) for t in test_texts}
+    kept = [t for t in texts if normalise(t) not in test_keys]
+    similar = max_similarity(kept, test_texts) >= NEAR_DUPLICATE
+    kept = [t for t, s in zip(kept, similar) if not s]
+    return kept, len(texts) - len(kept)
+
+
+def sample_unlabelled(task: Task, max_rows: int | None, seed: int) -> list[str]:
+    """Up to `max_rows` distinct unlabelled texts, in a seeded random order."""
+    texts = list(dict.fromkeys(task.unstructured["text"].tolist()))
+    order = np.random.default_rng(seed).permutation(len(texts))
+    texts = [texts[i] for i in order]
+    return texts if max_rows is None else texts[:max_rows]
+
+
+def select_teacher_rows(texts: list[str], labels: TeacherLabels, cap_ratio: float = CAP_RATIO
+                        ) -> tuple[list[int], dict[str, int]]:
+    """Valid answers, at most cap_ratio x the even share per class, most confident first."""
+    valid = np.flatnonzero(labels.valid)
+    cap = max(1, math.ceil(cap_ratio * len(valid) / len(labels.classes)))
+    top = labels.probs.argmax(axis=1)
+    chosen, dropped = [], {}
+    for k, name in enumerate(labels.classes):
+        members = valid[top[valid] == k]
+        members = members[np.argsort(-labels.confidence[members], kind="stable")]
+        chosen += members[:cap].tolist()
+        dropped[name] = max(0, len(members) - cap)
+    return sorted(chosen), dropped
+
+
+def teacher_rows(texts: list[str], labels: TeacherLabels, temperature: float) -> pd.DataFrame:
+    """Soft targets p^(1/T) renormalised, weighted by the teacher's confidence."""
+    softened = labels.probs ** (1.0 / temperature)
+    softened /= softened.sum(axis=1, keepdims=True)
+    return pd.DataFrame({"text": texts, "soft_targets": softened.tolist(),
+                         "sample_weight": labels.confidence, "temperature": temperature,
+                         "source": "teacher"})
+
+
+@dataclass
+class DistillResult:
+    """Everything the report and the export need."""
+
+    student_base: TrainedStudent
+    student_tuned: TrainedStudent | None
+    chosen: str
+    teacher_labels: TeacherLabels | None
+    unlabelled_texts: list[str]
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def student(self) -> TrainedStudent:
+        return self.student_tuned if self.chosen == "student-tuned" else self.student_base
+
+
+def choose_student(base: TrainedStudent, tuned: TrainedStudent | None) -> str:
+    """student-tuned unless it is worse than student-base on validation."""
+    if tuned is None:
+        return "student-base"
+    return "student-tuned" if tuned.validation["score"] >= base.validation["score"] else "student-base"
+
+
+def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = None,
+            max_unlabelled: int | None = None, cache_dir: str | Path | None = None,
+            work_dir: str | Path | None = None, progress: bool = True) -> DistillResult:
+    """Run the whole recipe (see module docstring) and return both students."""
+    config = config or StudentConfig()
+    work = Path(work_dir or tempfile.mkdtemp(prefix="distill-"))
+    train, validation = split_validation(task.train, config.seed)
+    seed_rows = gold_rows(train, task.classes)
+    base = train_student(seed_rows, validation, task.classes, config, work / "base", progress)
+    texts, leaked = drop_test_leaks(sample_unlabelled(task, max_unlabelled, config.seed),
+                                    task.test["text"].tolist())
+    stats = {"seed_rows": len(train), "validation_rows": len(validation), "dropped_test_leaks": leaked}
+    if teacher is None or not texts:
+        return DistillResult(base, None, "student-base", None, texts, stats)
+    labels = teacher.label(texts, cache_dir=cache_dir, progress=progress, desc="teacher labelling")
+    chosen, capped = select_teacher_rows(texts, labels)
+    taught = teacher_rows([texts[i] for i in chosen], subset(labels, chosen), config.temperature)
+    stats.update(teacher_rows=len(taught), invalid=int((~labels.valid).sum()), capped_per_class=capped)
+    tuned = train_student(pd.concat([seed_rows, taught], ignore_index=True), validation, task.classes,
+                          config, work / "tuned", progress)
+    return DistillResult(base, tuned, choose_student(base, tuned), labels, texts, stats)
+
+
+def subset(labels: TeacherLabels, index: list[int]) -> TeacherLabels:
+    return TeacherLabels(labels.classes, labels.probs[index], labels.valid[index])

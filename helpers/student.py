@@ -1,0 +1,204 @@
+"""The student: a small encoder (or decoder) with a classification head, trained by `Trainer`.
+
+Gold rows (seed data) are learned with cross-entropy; teacher rows with a
+distillation loss on the teacher's soft labels, softened by a temperature and
+weighted by how sure the teacher was. Both are one formula: cross-entropy
+against a target distribution, so a single `compute_loss` serves them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from datasets import Dataset
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer, EarlyStoppingCallback,
+                          Trainer, TrainerCallback, TrainingArguments, set_seed)
+
+from helpers.models import resolve_backbone, set_threads
+
+
+@dataclass
+class StudentConfig:
+    """Training recipe; the same for student-base and student-tuned."""
+
+    backbone: str = "minilm"
+    epochs: int = 8
+    min_steps: int = 60
+    learning_rate: float = 1e-4
+    batch_size: int = 16
+    max_length: int = 128
+    temperature: float = 2.0
+    patience: int = 4
+    seed: int = 0
+
+
+def load_student(backbone: str, classes: list[str]):
+    """Tokenizer and a fresh classification head named with the task's classes.
+
+    Decoder LMs (GPT-2 style) have no padding token: the end-of-text token is
+    reused and padding goes on the left, so the last position is a real token.
+    """
+    path = resolve_backbone(backbone)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=len(classes), id2label=dict(enumerate(classes)),
+        label2id={c: i for i, c in enumerate(classes)})
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, model
+
+
+def distillation_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
+                      temperatures: torch.Tensor) -> torch.Tensor:
+    """Weighted cross-entropy against target distributions at per-row temperatures.
+
+    With a one-hot target and temperature 1 this is ordinary cross-entropy; with a
+    teacher's softened distribution it is the Hinton et al. (2015) KD loss (up to
+    the target's constant entropy), scaled by T^2 to keep gradients comparable.
+    """
+    log_probs = torch.log_softmax(logits / temperatures[:, None], dim=-1)
+    per_row = -(targets * log_probs).sum(-1) * temperatures**2
+    return (per_row * weights).sum() / weights.sum().clamp(min=1e-8)
+
+
+class DistillationTrainer(Trainer):
+    """`Trainer` whose loss reads soft targets, row weights and temperatures from the batch."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        targets = inputs.pop("soft_targets")
+        weights = inputs.pop("sample_weight")
+        temperatures = inputs.pop("temperature")
+        inputs.pop("labels", None)
+        outputs = model(**inputs)
+        loss = distillation_loss(outputs.logits, targets, weights, temperatures)
+        return (loss, outputs) if return_outputs else loss
+
+
+def collate(tokenizer, max_length: int):
+    """Pad a batch of tokenised rows and stack the loss columns."""
+    def fn(rows: list[dict]) -> dict:
+        batch = tokenizer.pad([{"input_ids": r["input_ids"], "attention_mask": r["attention_mask"]}
+                               for r in rows], return_tensors="pt")
+        batch["soft_targets"] = torch.tensor([r["soft_targets"] for r in rows], dtype=torch.float32)
+        batch["sample_weight"] = torch.tensor([r["sample_weight"] for r in rows], dtype=torch.float32)
+        batch["temperature"] = torch.tensor([r["temperature"] for r in rows], dtype=torch.float32)
+        batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.long)
+        return batch
+    return fn
+
+
+def gold_rows(frame: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """Seed rows as training rows: one-hot targets, weight 1, temperature 1."""
+    eye = np.eye(len(classes))
+    return pd.DataFrame({"text": frame["text"].tolist(),
+                         "soft_targets": [eye[classes.index(c)].tolist() for c in frame["label"]],
+                         "sample_weight": 1.0, "temperature": 1.0, "source": "gold"})
+
+
+def to_dataset(rows: pd.DataFrame, tokenizer, max_length: int) -> Dataset:
+    """Tokenise training rows into a `datasets.Dataset`."""
+    encoded = tokenizer(rows["text"].tolist(), truncation=True, max_length=max_length)
+    return Dataset.from_dict({
+        "input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
+        "soft_targets": rows["soft_targets"].tolist(), "sample_weight": rows["sample_weight"].tolist(),
+        "temperature": rows["temperature"].tolist(),
+        "labels": [int(np.argmax(t)) for t in rows["soft_targets"]]})
+
+
+def compute_metrics(prediction) -> dict:
+    """Validation accuracy and macro-F1; ``score`` breaks accuracy ties by loss."""
+    from helpers.evaluate import macro_f1
+
+    logits, labels = prediction.predictions, prediction.label_ids
+    pred = logits.argmax(-1)
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    loss = float(-log_probs[np.arange(len(labels)), labels].mean())
+    accuracy = float((pred == labels).mean())
+    return {"accuracy": accuracy, "f1": macro_f1(labels, pred), "score": accuracy - 1e-3 * loss}
+
+
+class ElapsedTime(TrainerCallback):
+    """Stamp every log entry with seconds since training began (for training-logs)."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is not None:
+            logs["elapsed_seconds"] = round(time.perf_counter() - self.start, 2)
+
+
+def training_arguments(config: StudentConfig, n_rows: int, output_dir: Path) -> TrainingArguments:
+    """Epoch-wise evaluation and checkpoints; enough epochs for `min_steps` updates."""
+    steps_per_epoch = max(1, math.ceil(n_rows / config.batch_size))
+    epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
+    return TrainingArguments(
+        output_dir=str(output_dir), num_train_epochs=epochs, learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=64,
+        warmup_steps=max(1, int(0.1 * epochs * steps_per_epoch)), weight_decay=0.01,
+        eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch",
+        save_total_limit=1, save_only_model=True, load_best_model_at_end=True,
+        metric_for_best_model="score", greater_is_better=True, seed=config.seed,
+        data_seed=config.seed, full_determinism=True, use_cpu=True, report_to="none",
+        dataloader_num_workers=0, remove_unused_columns=False)
+
+
+@dataclass
+class TrainedStudent:
+    """A trained student plus what happened while training it."""
+
+    model: object
+    tokenizer: object
+    log_history: list[dict]
+    validation: dict
+    train_seconds: float
+    config: StudentConfig
+
+    def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        return predict_proba(self.model, self.tokenizer, texts, self.config.max_length, batch_size)
+
+    def to_dict(self) -> dict:
+        return {"validation": self.validation, "train_seconds": self.train_seconds,
+                "config": asdict(self.config)}
+
+
+def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[str],
+                  config: StudentConfig, work_dir: Path, progress: bool = True) -> TrainedStudent:
+    """Fine-tune a fresh student on training rows; keep the best validation epoch."""
+    set_threads()
+    set_seed(config.seed, deterministic=True)
+    tokenizer, model = load_student(config.backbone, classes)
+    trainer = DistillationTrainer(
+        model=model, args=training_arguments(config, len(rows), work_dir),
+        train_dataset=to_dataset(rows, tokenizer, config.max_length),
+        eval_dataset=to_dataset(gold_rows(validation, classes), tokenizer, config.max_length),
+        data_collator=collate(tokenizer, config.max_length), compute_metrics=compute_metrics,
+        callbacks=[EarlyStoppingCallback(config.patience), ElapsedTime()])
+    trainer.args.disable_tqdm = not progress
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    metrics = trainer.evaluate()
+    return TrainedStudent(trainer.model.eval(), tokenizer, trainer.state.log_history,
+                          {k.removeprefix("eval_"): v for k, v in metrics.items()}, seconds, config)
+
+
+def predict_proba(model, tokenizer, texts: list[str], max_length: int = 128,
+                  batch_size: int = 64) -> np.ndarray:
+    """Class probabilities for texts, in batches, without gradients."""
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                              max_length=max_length, return_tensors="pt")
+            chunks.append(torch.softmax(model(**batch).logits.float(), dim=-1).numpy())
+    return np.concatenate(chunks) if chunks else np.zeros((0, model.config.num_labels))

