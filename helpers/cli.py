@@ -18,13 +18,53 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    """Run the full pipeline on one task and print the report."""
+    from helpers.pipeline import run
+    from helpers.student import StudentConfig
+
+    config = StudentConfig(backbone=args.backbone, seed=args.seed,
+                           **({"epochs": args.epochs} if args.epochs else {}))
+    report = run(args.task, args.teacher, args.out, config, args.max_unlabelled, args.cache)
+    print(report.text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     validate = commands.add_parser("validate", help="check task folders and print a report")
     validate.add_argument("directories", nargs="+", help="task folder(s), e.g. data-banking-routing")
     validate.set_defaults(func=cmd_validate)
+    add_distill(commands)
     return parser
+
+
+def add_distill(commands) -> None:
+    from helpers.teachers import DEFAULT_TEACHER
+
+    distill = commands.add_parser("distill", help="teacher -> student on one task, export model/")
+    distill.add_argument("--task", required=True, help="task folder")
+    distill.add_argument("--teacher", default=DEFAULT_TEACHER, help=f"teacher spec (default {DEFAULT_TEACHER})")
+    distill.add_argument("--backbone", default="minilm", help="student backbone: minilm or an HF name/path")
+    distill.add_argument("--out", default="model", help="output folder (replaced atomically)")
+    distill.add_argument("--max-unlabelled", type=positive_int, default=None,
+                         help="label at most N unlabelled rows (default: all)")
+    distill.add_argument("--epochs", type=positive_int, default=None, help="training epochs")
+    distill.add_argument("--seed", type=int, default=0, help="random seed (same seed, same metrics)")
+    distill.add_argument("--cache", default=".cache/teacher", help="teacher answer cache folder")
+    distill.set_defaults(func=cmd_distill)
+
+
+def positive_int(value: str) -> int:
+    """argparse type with a readable error for 0, negatives and words."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {number}")
+    return number
 
 
 def main(argv: list[str] | None = None) -> int:

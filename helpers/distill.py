@@ -92,6 +92,13 @@ class DistillResult:
     unlabelled_texts: list[str]
     stats: dict = field(default_factory=dict)
 
+    def labelled_examples(self) -> pd.DataFrame:
+        """Unlabelled texts with the teacher's label and confidence, least sure first."""
+        labels = self.teacher_labels
+        frame = pd.DataFrame({"text": self.unlabelled_texts, "teacher_label": labels.labels,
+                              "confidence": labels.confidence.round(3)})
+        return frame.sort_values("confidence", kind="stable").reset_index(drop=True)
+
     @property
     def student(self) -> TrainedStudent:
         return self.student_tuned if self.chosen == "student-tuned" else self.student_base

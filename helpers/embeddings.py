@@ -14,8 +14,8 @@ def load_encoder(name: str = MINILM):
     """Tokenizer and encoder, loaded once per process (loading takes seconds)."""
     from transformers import AutoModel, AutoTokenizer
 
-    path = resolve_backbone(name)
-    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    path, kwargs = resolve_backbone(name)
+    return AutoTokenizer.from_pretrained(path, **kwargs), AutoModel.from_pretrained(path, **kwargs).eval()
 
 
 def embed(texts: list[str], name: str = MINILM, batch_size: int = 64) -> np.ndarray:

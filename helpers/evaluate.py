@@ -62,3 +62,53 @@ def evaluate_predictions(name: str, gold: list[str], pred: list[str], classes: l
 def comparison_table(evaluations: list[Evaluation]) -> pd.DataFrame:
     """Teacher vs student-base vs student-tuned, one row each."""
     return pd.DataFrame([e.row() for e in evaluations]).set_index("model")
+
+
+@dataclass
+class TeacherReport:
+    """The teacher on the test set, next to the seed-only baseline."""
+
+    teacher: Evaluation
+    baseline: Evaluation
+    labels: object
+
+    @property
+    def warning(self) -> str | None:
+        """Plain words when the teacher is weaker than the seed-only classifier."""
+        if self.teacher.accuracy >= self.baseline.accuracy:
+            return None
+        return (f"The teacher ({self.teacher.accuracy:.0%} accuracy) is weaker than a classifier trained on "
+                f"the seed rows alone ({self.baseline.accuracy:.0%}). Its labels can only help a little; "
+                "the never-worse guard keeps the seed-only student if they hurt. For real gains configure "
+                "a stronger teacher, e.g. TEACHER = 'openai:MODEL@http://127.0.0.1:8000/v1' (vLLM, "
+                "Ollama, llama.cpp server) or 'hf:Qwen/Qwen2.5-7B-Instruct' on a GPU.")
+
+
+def evaluate_teacher(task, teacher, cache_dir=None, progress: bool = True) -> TeacherReport:
+    """Teacher accuracy, macro-F1, per-class scores, confusion, invalid answers, speed."""
+    import time
+
+    from helpers.teachers.seed import SeedTeacher
+
+    texts, gold = task.test["text"].tolist(), task.test["label"].tolist()
+    start = time.perf_counter()
+    labels = teacher.label(texts, cache_dir=cache_dir, progress=progress, desc="teacher on test")
+    seconds = (time.perf_counter() - start) / max(1, len(texts))
+    evaluation = evaluate_predictions(f"teacher ({teacher.spec})", gold, labels.labels, task.classes,
+                                      seconds, int((~labels.valid).sum()))
+    seed = teacher if teacher.spec == "seed" else SeedTeacher(task)
+    baseline = evaluate_predictions("seed-only classifier", gold,
+                                    seed.label(texts, progress=False).labels, task.classes)
+    return TeacherReport(evaluation, baseline, labels)
+
+
+def evaluate_student(name: str, student, task) -> Evaluation:
+    """A trained student on the test set."""
+    import time
+
+    texts = task.test["text"].tolist()
+    start = time.perf_counter()
+    probs = student.predict_proba(texts)
+    seconds = (time.perf_counter() - start) / max(1, len(texts))
+    pred = [task.classes[i] for i in probs.argmax(axis=1)]
+    return evaluate_predictions(name, task.test["label"].tolist(), pred, task.classes, seconds)

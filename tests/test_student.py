@@ -1,0 +1,164 @@
+"""Student training, the distillation loss, the guards, and the exported model/."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import make_task
+
+from helpers.distill import choose_student, drop_test_leaks, select_teacher_rows, split_validation, teacher_rows
+from helpers.export import MODEL_FILES, export_model
+from helpers.student import StudentConfig, distillation_loss, gold_rows, train_student
+from helpers.task import load_task
+from helpers.teachers.base import TeacherLabels
+
+TINY = StudentConfig(epochs=2, min_steps=4, batch_size=4, patience=2)
+TRAIN = [("I want my money back", "refund"), ("please refund the order", "refund"),
+         ("refund me for the broken kettle", "refund"), ("money back for my late order", "refund"),
+         ("parcel has not arrived", "delivery"), ("where is my package", "delivery"),
+         ("courier lost my box", "delivery"), ("delivery is two weeks late", "delivery")]
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    return load_task(make_task(tmp_path_factory.mktemp("t") / "data-shop", train=TRAIN))
+
+
+@pytest.fixture(scope="module")
+def trained(task, tmp_path_factory):
+    train, validation = split_validation(task.train, 0)
+    return train_student(gold_rows(train, task.classes), validation, task.classes, TINY,
+                         tmp_path_factory.mktemp("work"), progress=False)
+
+
+# ---- the loss ------------------------------------------------------------------------------------
+
+def test_one_hot_at_temperature_one_is_cross_entropy():
+    logits = torch.randn(5, 3)
+    targets = torch.eye(3)[[0, 2, 1, 1, 0]]
+    ones = torch.ones(5)
+    expected = torch.nn.functional.cross_entropy(logits, targets.argmax(1))
+    assert torch.allclose(distillation_loss(logits, targets, ones, ones), expected, atol=1e-6)
+
+
+def test_kd_loss_is_minimal_at_the_teacher_distribution():
+    teacher = torch.tensor([[0.7, 0.2, 0.1]])
+    temperature = torch.tensor([2.0])
+    at_teacher = torch.log(teacher) * 2.0  # logits whose softmax at T=2 equals the teacher's
+    elsewhere = torch.tensor([[0.0, 3.0, 0.0]])
+    loss = lambda z: distillation_loss(z, teacher, torch.ones(1), temperature)  # noqa: E731
+    assert loss(at_teacher) < loss(elsewhere)
+    z = at_teacher.clone().requires_grad_()
+    loss(z).backward()
+    assert torch.allclose(z.grad, torch.zeros_like(z.grad), atol=1e-6)  # a minimum: zero gradient
+
+
+def test_row_weights_scale_each_rows_share():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    targets = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # first row right, second wrong
+    ones = torch.ones(2)
+    light_wrong = distillation_loss(logits, targets, torch.tensor([1.0, 0.1]), ones)
+    heavy_wrong = distillation_loss(logits, targets, torch.tensor([0.1, 1.0]), ones)
+    assert light_wrong < heavy_wrong
+
+
+# ---- data selection and guards ---------------------------------------------------------------------
+
+def test_validation_split_is_stratified_and_disjoint(task):
+    train, validation = split_validation(task.train, 0)
+    assert sorted(validation["label"]) == ["delivery", "refund"]
+    assert set(train.index).isdisjoint(validation.index) and len(train) + len(validation) == 8
+
+
+def test_teacher_labels_are_capped_per_class():
+    probs = np.array([[0.9, 0.1]] * 8 + [[0.2, 0.8]] * 2)
+    probs[:, 0] += np.linspace(0, 0.05, 10)
+    probs /= probs.sum(1, keepdims=True)
+    labels = TeacherLabels(["a", "b"], probs, np.array([True] * 9 + [False]))
+    chosen, dropped = select_teacher_rows([f"t{i}" for i in range(10)], labels, cap_ratio=1.0)
+    # cap = ceil(9 valid / 2 classes) = 5: the 5 most confident 'a' rows (3-7) and the one valid 'b'
+    assert chosen == [3, 4, 5, 6, 7, 8] and dropped == {"a": 3, "b": 0}
+    assert 9 not in chosen  # the invalid answer is never trained on
+
+
+def test_teacher_rows_soften_and_weight_by_confidence():
+    labels = TeacherLabels(["a", "b"], np.array([[0.9, 0.1], [0.6, 0.4]]), np.array([True, True]))
+    rows = teacher_rows(["x", "y"], labels, temperature=2.0)
+    assert rows["sample_weight"].tolist() == [0.9, 0.6]
+    assert rows["soft_targets"][0][0] == pytest.approx(0.75)  # sqrt(.9)/(sqrt(.9)+sqrt(.1))
+
+
+def test_leakage_guard_drops_exact_and_near_copies_of_test_rows():
+    test = ["My card payment was declined at the supermarket today"]
+    texts = ["my card payment was DECLINED at the supermarket  today",
+             "My card payment was declined at the supermarket today!",
+             "How do I change my PIN?"]
+    kept, dropped = drop_test_leaks(texts, test)
+    assert kept == ["How do I change my PIN?"] and dropped == 2
+
+
+def test_never_worse_guard():
+    base = type("S", (), {"validation": {"score": 0.9}})()
+    worse = type("S", (), {"validation": {"score": 0.8}})()
+    better = type("S", (), {"validation": {"score": 0.95}})()
+    assert choose_student(base, worse) == "student-base"
+    assert choose_student(base, better) == "student-tuned"
+    assert choose_student(base, None) == "student-base"
+
+
+# ---- training and export -----------------------------------------------------------------------
+
+def test_student_has_class_names_and_logs(trained, task):
+    assert trained.model.config.id2label == {0: "refund", 1: "delivery"}
+    assert any("eval_accuracy" in entry for entry in trained.log_history)
+    probs = trained.predict_proba(["where is my parcel"])
+    assert probs.shape == (1, 2) and probs.sum() == pytest.approx(1, abs=1e-5)
+
+
+def test_same_seed_same_metrics_and_predictions(trained, task, tmp_path):
+    train, validation = split_validation(task.train, 0)
+    again = train_student(gold_rows(train, task.classes), validation, task.classes, TINY, tmp_path,
+                          progress=False)
+    texts = task.test["text"].tolist()
+    assert again.validation["loss"] == pytest.approx(trained.validation["loss"], rel=1e-5)
+    np.testing.assert_allclose(again.predict_proba(texts), trained.predict_proba(texts), atol=1e-5)
+
+
+def test_export_file_set_loads_and_matches(trained, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TextClassificationPipeline
+
+    out = export_model(trained.model, trained.tokenizer, trained.log_history, {"task": "shop"},
+                       tmp_path / "model", tmp_path / "shop-model.tar")
+    assert sorted(os.listdir(out)) == sorted(MODEL_FILES)
+    logs = pd.read_csv(out / "training-logs.csv")
+    assert {"epoch", "step", "train_loss", "validation_loss", "validation_accuracy", "learning_rate",
+            "elapsed_seconds"} <= set(logs.columns) and len(logs) >= 1
+    assert json.loads((out / "training-logs.json").read_text())["task"] == "shop"
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    pipe = TextClassificationPipeline(model=model, tokenizer=AutoTokenizer.from_pretrained(out), top_k=None)
+    answer = {d["label"]: d["score"] for d in pipe(["where is my parcel"])[0]}
+    expected = trained.predict_proba(["where is my parcel"])[0]
+    assert answer["refund"] == pytest.approx(expected[0], abs=1e-4)
+    import tarfile
+    with tarfile.open(tmp_path / "shop-model.tar") as tar:
+        assert sorted(tar.getnames()) == sorted(f"model/{f}" for f in MODEL_FILES)
+
+
+def test_failed_export_leaves_the_old_model_in_place(trained, tmp_path):
+    out = export_model(trained.model, trained.tokenizer, [], {}, tmp_path / "model")
+    before = (out / "model.safetensors").read_bytes()
+
+    class Broken:
+        def save_pretrained(self, path):
+            (path / "model.safetensors").write_bytes(b"half")
+            raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        export_model(Broken(), trained.tokenizer, [], {}, out)
+    assert (out / "model.safetensors").read_bytes() == before
+    assert not list(tmp_path.glob(".model-*"))
