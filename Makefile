@@ -32,9 +32,11 @@ run: install
 validate: install
 	$(PY) -m helpers validate data-*/
 
+# nbval runs the notebooks with their default parameters, training first (deployment needs its tarball).
 test: install
 	$(PY) -m pytest
-	$(PY) -m pytest --nbval-lax --nbval-current-env notebooks/
+	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider \
+		notebooks/classification-training.ipynb notebooks/classification-model-deployment.ipynb
 
 clean:
 	rm -rf $(RUNS) model/*.safetensors model/*.json model/*.csv *-model.tar

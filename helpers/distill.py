@@ -105,10 +105,15 @@ class DistillResult:
 
 
 def choose_student(base: TrainedStudent, tuned: TrainedStudent | None) -> str:
-    """student-tuned unless it is worse than student-base on validation."""
+    """student-tuned unless it is worse than student-base on validation accuracy, then macro-F1.
+
+    Validation loss is not compared: a student taught with softened targets is
+    less confident by design, which raises its loss without making it worse.
+    """
     if tuned is None:
         return "student-base"
-    return "student-tuned" if tuned.validation["score"] >= base.validation["score"] else "student-base"
+    key = lambda s: (round(s.validation["accuracy"], 6), round(s.validation["f1"], 6))  # noqa: E731
+    return "student-tuned" if key(tuned) >= key(base) else "student-base"
 
 
 def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = None,

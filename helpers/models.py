@@ -54,7 +54,12 @@ def resolve_backbone(name: str) -> tuple[str, dict]:
 
 
 def set_threads() -> None:
-    """Use every core for torch's intra-op work (the default can be 1 in notebooks)."""
+    """Use every core for torch's intra-op work; silence per-file loading/saving bars.
+
+    The bars that matter (teacher labelling, training) are our own tqdm and Trainer's.
+    """
     import torch
+    from transformers.utils import logging
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    logging.disable_progress_bar()

@@ -145,7 +145,7 @@ def training_arguments(config: StudentConfig, n_rows: int, output_dir: Path) -> 
         output_dir=str(output_dir), num_train_epochs=epochs, learning_rate=config.learning_rate,
         per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=64,
         warmup_steps=max(1, int(0.1 * epochs * steps_per_epoch)), weight_decay=0.01,
-        eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch",
+        eval_strategy="epoch", save_strategy="best", logging_strategy="epoch",
         save_total_limit=1, save_only_model=True, load_best_model_at_end=True,
         metric_for_best_model="score", greater_is_better=True, seed=config.seed,
         data_seed=config.seed, full_determinism=True, use_cpu=True, report_to="none",

@@ -102,12 +102,16 @@ def test_leakage_guard_drops_exact_and_near_copies_of_test_rows():
     assert kept == ["How do I change my PIN?"] and dropped == 2
 
 
+def student_with(accuracy: float, f1: float, loss: float = 0.1):
+    return type("S", (), {"validation": {"accuracy": accuracy, "f1": f1, "loss": loss}})()
+
+
 def test_never_worse_guard():
-    base = type("S", (), {"validation": {"score": 0.9}})()
-    worse = type("S", (), {"validation": {"score": 0.8}})()
-    better = type("S", (), {"validation": {"score": 0.95}})()
-    assert choose_student(base, worse) == "student-base"
-    assert choose_student(base, better) == "student-tuned"
+    base = student_with(0.9, 0.9)
+    assert choose_student(base, student_with(0.8, 0.95)) == "student-base"
+    assert choose_student(base, student_with(0.9, 0.85)) == "student-base"
+    assert choose_student(base, student_with(0.95, 0.9)) == "student-tuned"
+    assert choose_student(base, student_with(0.9, 0.9, loss=0.5)) == "student-tuned"  # softer, not worse
     assert choose_student(base, None) == "student-base"
 
 

@@ -56,7 +56,9 @@ class CommitteeTeacher(Teacher):
         return f"{super().id}|w={self.weights.round(2).tolist()}"
 
     def predict(self, texts: list[str]) -> list[tuple[np.ndarray, bool]]:
-        answers = [member.predict(texts) for member in self.members]
-        probs = pool([np.array([a[0] for a in ans]) for ans in answers], self.weights)
+        """Pooled answers; a member with weight 0 is not asked at all (it would change nothing)."""
+        active = [(m, w) for m, w in zip(self.members, self.weights) if w > 0]
+        answers = [member.predict(texts) for member, _ in active]
+        probs = pool([np.array([a[0] for a in ans]) for ans in answers], np.array([w for _, w in active]))
         valid = np.logical_and.reduce([[a[1] for a in ans] for ans in answers])
         return list(zip(probs, valid))
