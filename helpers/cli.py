@@ -30,6 +30,20 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    """Run one benchmark and write its JSON record."""
+    import json
+    from pathlib import Path
+
+    from helpers.benchmark import run_benchmark
+
+    record = run_benchmark(args.task, args.teacher, args.backbone, args.seed, args.max_unlabelled, args.epochs)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(record, indent=2))
+    print(json.dumps(record, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -37,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("directories", nargs="+", help="task folder(s), e.g. data-banking-routing")
     validate.set_defaults(func=cmd_validate)
     add_distill(commands)
+    add_benchmark(commands)
     return parser
 
 
@@ -56,6 +71,20 @@ def add_distill(commands) -> None:
     distill.set_defaults(func=cmd_distill)
 
 
+def add_benchmark(commands) -> None:
+    from helpers.teachers import DEFAULT_TEACHER
+
+    bench = commands.add_parser("benchmark", help="full pipeline on one task, all numbers to a JSON file")
+    bench.add_argument("--task", required=True, help="task folder")
+    bench.add_argument("--teacher", default=DEFAULT_TEACHER, help="teacher spec")
+    bench.add_argument("--backbone", default="minilm", help="student backbone")
+    bench.add_argument("--seed", type=int, default=0, help="random seed")
+    bench.add_argument("--max-unlabelled", type=positive_int, default=None, help="cap on unlabelled rows")
+    bench.add_argument("--epochs", type=positive_int, default=None, help="training epochs")
+    bench.add_argument("--json", required=True, help="where to write the JSON record")
+    bench.set_defaults(func=cmd_benchmark)
+
+
 def positive_int(value: str) -> int:
     """argparse type with a readable error for 0, negatives and words."""
     try:
@@ -68,8 +97,15 @@ def positive_int(value: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand; user mistakes print a readable message, not a traceback."""
+    from helpers.problems import TaskError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (TaskError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,60 @@
+"""Render benchmark JSON records into BENCHMARKS.md (tables, mean and spread over seeds, a plot)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+PLOT = "benchmarks/accuracy.png"
+
+
+def flatten(record: dict) -> dict:
+    t, b, s = record["teacher"], record["student_base"], record["student_tuned"]
+    return {"task": record["task"], "teacher": t["spec"], "seed": record.get("seed", 0),
+            "n_test": record["n_test"], "teacher_acc": t["accuracy"], "teacher_texts_per_s": t["texts_per_s"],
+            "tfidf_acc": record["baselines"]["tfidf_logreg"]["accuracy"], "base_acc": b["accuracy"],
+            "tuned_acc": s["accuracy"], "tuned_f1": s["macro_f1"], "kept": s["kept"],
+            "train_s": s["train_seconds"], "p50_ms": s["p50_ms_batch1"], "texts_per_s_b32": s["texts_per_s_batch32"],
+            "size_mb": s["size_mb"], "total_s": record["total_seconds"]}
+
+
+def summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds per task and teacher."""
+    metrics = ["teacher_acc", "tfidf_acc", "base_acc", "tuned_acc", "tuned_f1", "p50_ms", "total_s"]
+    grouped = frame.groupby(["task", "teacher"])
+    mean, std, n = grouped[metrics].mean(), grouped[metrics].std().fillna(0), grouped.size()
+    table = mean.round(3).astype(str) + " ± " + std.round(3).astype(str)
+    table.insert(0, "seeds", n)
+    return table.reset_index()
+
+
+def plot(frame: pd.DataFrame, root: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    means = frame.groupby("task")[["teacher_acc", "tfidf_acc", "base_acc", "tuned_acc"]].mean()
+    ax = means.plot.barh(figsize=(8, 0.8 * len(means) + 1.5))
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("test accuracy (mean over seeds)")
+    ax.figure.tight_layout()
+    (root / PLOT).parent.mkdir(parents=True, exist_ok=True)
+    ax.figure.savefig(root / PLOT, dpi=100)
+
+
+def notes(root: Path) -> str:
+    """Hand-written analysis (targets, gaps, reasons) kept in benchmarks/NOTES.md."""
+    path = root / "benchmarks" / "NOTES.md"
+    return path.read_text().strip() if path.exists() else ""
+
+
+def render(records: list[dict], machine: str, root: Path = Path(__file__).resolve().parents[1]) -> str:
+    if not records:
+        return "# Benchmarks\n\nNo results yet: run `python benchmarks/run.py --suite tasks`.\n"
+    frame = pd.DataFrame([flatten(r) for r in records])
+    plot(frame, root)
+    return "\n".join([
+        "# Benchmarks", "", f"Machine: {machine}.", "", notes(root), "",
+        "Produced by `make benchmark` (`python benchmarks/run.py`); raw records in `benchmarks/results/`.", "",
+        "## Summary (mean ± std over seeds)", "", summary(frame).to_markdown(index=False), "",
+        f"![accuracy]({PLOT})", "", "## Every run", "", frame.to_markdown(index=False), ""])

@@ -1,0 +1,85 @@
+"""Run the benchmark suite and render BENCHMARKS.md.
+
+    python benchmarks/run.py --suite tasks --seeds 0 1 2          # our four example tasks + spam
+    python benchmarks/run.py --suite banking77 --banking77 ../shared/benchmarks/banking77
+    python benchmarks/run.py --render                              # only rebuild BENCHMARKS.md
+
+Each run writes benchmarks/results/<task>-<teacher>-seed<S>.json (the output of
+`python -m helpers benchmark`); the report is built from whatever results exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+TASKS = ["data-banking-routing", "data-ecommerce", "data-mental-health", "data-injury",
+         "benchmarks/tasks/data-spam"]
+
+
+def slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in text)
+
+
+def run_one(task_dir: Path, teacher: str, seed: int, extra: list[str]) -> Path:
+    """One `python -m helpers benchmark` call in a subprocess (fresh memory, honest timing)."""
+    out = RESULTS / f"{slug(task_dir.name.removeprefix('data-'))}-{slug(teacher)}-seed{seed}.json"
+    cmd = [sys.executable, "-m", "helpers", "benchmark", "--task", str(task_dir), "--teacher", teacher,
+           "--seed", str(seed), "--json", str(out), *extra]
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return out
+
+
+def run_banking77(source: Path, shots: list[int], teacher: str, seeds: list[int], max_unlabelled: int) -> None:
+    from helpers.benchmark import build_banking77_task
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in shots:
+            task = build_banking77_task(source, k, Path(tmp) / f"data-banking77-{k}shot", max_unlabelled)
+            for seed in seeds:
+                run_one(task, teacher, seed, [])
+
+
+def machine() -> str:
+    import os
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{os.cpu_count()} CPU cores ({cpu}), Python {platform.python_version()}, no GPU"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=["tasks", "banking77"], action="append", default=[])
+    parser.add_argument("--teacher", default="local:smollm2-135m+seed")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--tasks", nargs="+", default=TASKS)
+    parser.add_argument("--banking77", type=Path, default=ROOT.parent / "shared" / "benchmarks" / "banking77")
+    parser.add_argument("--shots", type=int, nargs="+", default=[5, 10])
+    parser.add_argument("--max-unlabelled", type=int, default=1500)
+    parser.add_argument("--render", action="store_true", help="only rebuild BENCHMARKS.md")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if "tasks" in args.suite:
+        for task in args.tasks:
+            for seed in args.seeds:
+                run_one(ROOT / task, args.teacher, seed, [])
+    if "banking77" in args.suite:
+        run_banking77(args.banking77, args.shots, args.teacher, args.seeds, args.max_unlabelled)
+    from report import render
+
+    (ROOT / "BENCHMARKS.md").write_text(render([json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))],
+                                               machine()))
+    print("wrote BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    main()

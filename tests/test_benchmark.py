@@ -1,0 +1,64 @@
+"""Benchmark harness: BANKING77 task building, a tiny end-to-end smoke run, the report."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import make_task
+
+from helpers.benchmark import build_banking77_task, run_benchmark, tfidf_baseline
+from helpers.task import load_task
+
+ROOT = Path(__file__).resolve().parents[1]
+BANKING77 = ROOT.parent / "shared" / "benchmarks" / "banking77"
+TRAIN = [("I want my money back", "refund"), ("please refund the order", "refund"),
+         ("refund me for the broken kettle", "refund"), ("parcel has not arrived", "delivery"),
+         ("where is my package", "delivery"), ("courier lost my box", "delivery")]
+
+
+@pytest.mark.skipif(not BANKING77.exists(), reason="../shared/benchmarks/banking77 not present")
+def test_banking77_k_shot_task_is_built_outside_the_repo(tmp_path):
+    folder = build_banking77_task(BANKING77, k=2, out_dir=tmp_path / "data-b77", max_unlabelled=100)
+    task = load_task(folder)
+    assert len(task.classes) == 77
+    assert task.train["label"].value_counts().eq(2).all()
+    assert len(task.test) == 3080 and len(task.unstructured) == 100
+    assert not set(task.train["text"]) & set(task.unstructured["text"])
+
+
+def test_tfidf_baseline_scores_the_test_set(tmp_path):
+    task = load_task(make_task(tmp_path / "data-shop", train=TRAIN))
+    evaluation = tfidf_baseline(task)
+    assert evaluation.name == "tfidf_logreg" and 0 <= evaluation.accuracy <= 1
+    assert evaluation.per_class["support"].sum() == len(task.test)
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_run_writes_every_field(tmp_path):
+    record = run_benchmark(make_task(tmp_path / "data-shop", train=TRAIN), "seed", max_unlabelled=3, epochs=1)
+    assert record["task"] == "shop" and record["n_test"] == 2
+    assert set(record["teacher"]) >= {"spec", "accuracy", "macro_f1", "texts_per_s"}
+    assert set(record["student_tuned"]) >= {"accuracy", "macro_f1", "train_seconds", "p50_ms_batch1",
+                                            "texts_per_s_batch32", "size_mb"}
+    assert record["student_tuned"]["size_mb"] > 10  # MiniLM weights, not an empty file
+    assert "tfidf_logreg" in record["baselines"] and record["total_seconds"] > 0
+    json.dumps(record)  # serialisable as the CLI writes it
+
+
+def test_report_renders_mean_and_spread(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from report import render
+
+    def record(seed: int, acc: float) -> dict:
+        scores = {"accuracy": acc, "macro_f1": acc}
+        return {"task": "shop", "n_test": 2, "seed": seed, "total_seconds": 1.0,
+                "teacher": {"spec": "seed", "texts_per_s": 5.0, **scores}, "student_base": scores,
+                "student_tuned": {**scores, "kept": "student-tuned", "train_seconds": 1.0, "p50_ms_batch1": 2.0,
+                                  "texts_per_s_batch32": 100.0, "size_mb": 90.0},
+                "baselines": {"tfidf_logreg": scores}}
+    text = render([record(0, 0.8), record(1, 0.9)], "test machine", root=tmp_path)
+    assert "0.85 ± 0.071" in text and "test machine" in text
+    assert (tmp_path / "benchmarks" / "accuracy.png").stat().st_size > 1000
