@@ -39,4 +39,4 @@ test: install
 		notebooks/classification-training.ipynb notebooks/classification-model-deployment.ipynb
 
 clean:
-	rm -rf $(RUNS) model/*.safetensors model/*.json model/*.csv *-model.tar
+	rm -rf $(RUNS) model/*.safetensors model/*.json model/*.csv *-model.tar model-onnx data-*/*-predictions.csv

@@ -3,17 +3,16 @@
 The tarball comes from `helpers.export.write_tar` (members ``model/<file>``), but a
 learner may also be handed one by someone else, so extraction trusts nothing: a
 crafted archive must not write outside ``model/`` nor plant links or devices.
-Everything runs on CPU; HTTP serving lives in `helpers.serve`.
+Everything runs on CPU; HTTP serving lives in `helpers.serve`, ONNX int8 in
+`helpers.quantize`.
 """
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tarfile
 import tempfile
 import time
-import warnings
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
@@ -22,7 +21,6 @@ import pandas as pd
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, TextClassificationPipeline
 
-from helpers.export import swap_in
 from helpers.models import set_threads
 from helpers.problems import Problems
 from helpers.tables import decode_bytes, parse_records
@@ -31,7 +29,6 @@ MAX_LENGTH = 128  # the student's training max_length; longer texts are truncate
 MAX_ARCHIVE_BYTES = 4 * 1024**3
 TEXT_COLUMNS = ("question", "context", "text")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 Predictor = Callable[[list[str]], np.ndarray]
 
 
@@ -63,7 +60,7 @@ def safe_extract(tar_path: str | Path, dest_dir: str | Path,
     whole archive), extraction also uses tarfile's ``data`` filter as a second
     guard, and the result is renamed into place so a failure leaves no half model.
     Only ``model/`` is replaced (a README.md in it is kept); nothing else in
-    ``dest_dir`` is touched.
+    ``dest_dir`` is touched (work happens in a unique hidden temp folder there).
     """
     dest_dir = Path(dest_dir).resolve()
     target = dest_dir / "model"
@@ -81,10 +78,26 @@ def safe_extract(tar_path: str | Path, dest_dir: str | Path,
             tar.extractall(staging, members=members, filter="data")
             if not (staging / "model" / "config.json").is_file():
                 raise UnsafeArchive(f"{tar_path} holds no model/config.json: not a model tarball")
-            swap_in(staging / "model", target)
+            swap_folder(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def swap_folder(staging: Path, target: Path) -> None:
+    """Rename ``staging/model`` to ``target``; the old target goes into staging (deleted
+    with it), so no other name beside ``target`` is ever used. A README.md is kept."""
+    new, old = staging / "model", staging / "previous-model"
+    if target.exists():
+        if (target / "README.md").is_file():
+            shutil.copy2(target / "README.md", new / "README.md")
+        target.rename(old)
+    try:
+        new.rename(target)
+    except OSError:
+        if old.exists():
+            old.rename(target)
+        raise
 
 
 def human_size(size: int) -> str:
@@ -222,6 +235,8 @@ def measure_latency(target, texts: list[str], tokenizer=None, runs: int = 50, wa
     Warm-up runs come first so one-off costs (allocations, lazy init) are not timed.
     The size is taken from ``size_path``, else from the folder the model was loaded from.
     """
+    if not texts:
+        raise ValueError("measure_latency needs at least one text")
     predict = as_predictor(target, tokenizer)
     for i in range(warmup):
         predict([texts[i % len(texts)]])
@@ -230,87 +245,13 @@ def measure_latency(target, texts: list[str], tokenizer=None, runs: int = 50, wa
         start = time.perf_counter()
         predict([texts[i % len(texts)]])
         times.append((time.perf_counter() - start) * 1000)
-    batch = [texts[i % len(texts)] for i in range(batch_size)]
+    batch, rounds = [texts[i % len(texts)] for i in range(batch_size)], max(1, runs // 10)
     predict(batch)
-    start, rounds = time.perf_counter(), max(1, runs // 10)
+    start = time.perf_counter()
     for _ in range(rounds):
         predict(batch)
-    model = getattr(target, "model", target)
-    size_path = size_path or getattr(model, "name_or_path", None)
+    seconds = time.perf_counter() - start
+    size_path = size_path or getattr(getattr(target, "model", target), "name_or_path", None)
     return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
-            "texts_per_second": batch_size * rounds / (time.perf_counter() - start),
+            "texts_per_second": batch_size * rounds / seconds,
             "size_mb": folder_size_mb(size_path) if size_path and Path(size_path).exists() else None}
-
-
-def export_onnx_int8(model_dir: str | Path, out_dir: str | Path) -> Path:
-    """Export to ONNX (fp32) and quantise weights to int8; return the int8 file.
-
-    Uses torch's TorchScript exporter (``dynamo=False``: no onnxscript needed) with
-    eager attention so the graph has no SDPA shape branches; batch and sequence
-    length stay dynamic. Dynamic quantisation stores Linear weights as int8 and
-    quantises activations at run time: ~4x smaller, usually faster on CPU.
-    Tokenizer and config files are copied so ``out_dir`` is self-contained.
-    """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), attn_implementation="eager")
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    names = onnx_input_names(tokenizer)
-    sample = tokenizer(["a sample", "a longer sample text"], padding=True, return_tensors="pt")
-    axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer notes about constant shapes, harmless here
-        torch.onnx.export(model.eval(), tuple(sample[n] for n in names), str(out_dir / "model.onnx"),
-                          input_names=names, output_names=["logits"], dynamic_axes=axes,
-                          opset_version=17, dynamo=False)
-    root, level = logging.getLogger(), logging.getLogger().level
-    root.setLevel(logging.ERROR)  # quantize_dynamic logs a "consider pre-processing" hint
-    try:
-        quantize_dynamic(out_dir / "model.onnx", out_dir / "model-int8.onnx", weight_type=QuantType.QInt8)
-    finally:
-        root.setLevel(level)
-    for name in TOKENIZER_FILES:
-        if (model_dir / name).exists():
-            shutil.copy2(model_dir / name, out_dir / name)
-    return out_dir / "model-int8.onnx"
-
-
-def onnx_input_names(tokenizer) -> list[str]:
-    """The model inputs in the order the model's forward() takes them."""
-    order = ("input_ids", "attention_mask", "token_type_ids")
-    return [n for n in order if n in tokenizer.model_input_names]
-
-
-def onnx_predictor(onnx_path: str | Path, tokenizer, batch_size: int = 32) -> Predictor:
-    """A texts->probabilities function running an ONNX model with onnxruntime on CPU."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-
-    def predict(texts: list[str]) -> np.ndarray:
-        chunks = []
-        for start in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
-                            max_length=MAX_LENGTH, return_tensors="np")
-            logits = session.run(None, {n: enc[n].astype(np.int64) for n in names})[0]
-            chunks.append(torch.softmax(torch.from_numpy(logits).float(), -1).numpy())
-        return np.concatenate(chunks)
-    return predict
-
-
-def compare_onnx(model_dir: str | Path, onnx_path: str | Path, texts: list[str], runs: int = 30) -> pd.DataFrame:
-    """PyTorch vs ONNX int8 side by side: latency, throughput, size, and how often the
-    top class agrees (quantisation changes numbers slightly; agreement shows if it matters)."""
-    pipe = load_pipeline(model_dir)
-    onnx = onnx_predictor(onnx_path, pipe.tokenizer)
-    torch_probs, onnx_probs = pipeline_proba(pipe, texts), onnx(texts)
-    rows = {"pytorch": measure_latency(pipe, texts, runs=runs, size_path=Path(model_dir) / "model.safetensors"),
-            "onnx-int8": measure_latency(onnx, texts, runs=runs, size_path=onnx_path)}
-    table = pd.DataFrame(rows).T
-    table["speedup_p50"] = table.loc["pytorch", "p50_ms"] / table["p50_ms"]
-    table["agreement"] = [1.0, float((torch_probs.argmax(1) == onnx_probs.argmax(1)).mean())]
-    table["max_prob_diff"] = [0.0, float(np.abs(torch_probs - onnx_probs).max())]
-    return table

@@ -1,0 +1,324 @@
+"""Deployment helpers against a real (untrained) MiniLM student exported the way training does."""
+
+from __future__ import annotations
+
+import io
+import socket
+import tarfile
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from helpers import deploy, quantize
+from helpers.deploy import UnsafeArchive, safe_extract
+from helpers.export import MODEL_FILES, export_model
+from helpers.serve import serve
+from helpers.student import load_student, predict_proba
+
+CLASSES = ["refund", "delivery", "account"]
+TEXTS = ["I want my money back", "where is my parcel", "reset my password please",
+         "the package never arrived", "refund the second charge", "cannot log in"]
+LABELS = [0, 1, 2, 1, 0, 2]
+
+
+def fit_head(model, tokenizer) -> None:
+    """Train only the classification head on TEXTS (a second on CPU), so the student has
+    clear-cut predictions like a trained one instead of a random head's near ties."""
+    model.eval()
+    with torch.no_grad():
+        pooled = model.bert(**tokenizer(TEXTS, padding=True, return_tensors="pt")).pooler_output
+    optimiser = torch.optim.Adam(model.classifier.parameters(), lr=0.05)
+    for _ in range(100):
+        loss = torch.nn.functional.cross_entropy(model.classifier(pooled), torch.tensor(LABELS))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    """A MiniLM student with a fitted head, exported (folder + tarball) like training does."""
+    root = tmp_path_factory.mktemp("exported")
+    torch.manual_seed(0)
+    tokenizer, model = load_student("minilm", CLASSES)
+    fit_head(model, tokenizer)
+    tar = root / "shop-model.tar"
+    export_model(model, tokenizer, [], {"task": "shop"}, root / "model", tar)
+    return {"model": model, "tokenizer": tokenizer, "dir": root / "model", "tar": tar}
+
+
+@pytest.fixture(scope="module")
+def pipe(student):
+    return deploy.load_pipeline(student["dir"])
+
+
+# ---------------------------------------------------------------- safe_extract
+
+def add(tar: tarfile.TarFile, name: str, data: bytes = b"x", **fields) -> None:
+    """Add one crafted member (type, linkname... from fields) to an open tarball."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data) if fields.get("type", tarfile.REGTYPE) == tarfile.REGTYPE else 0
+    for key, value in fields.items():
+        setattr(info, key, value)
+    tar.addfile(info, io.BytesIO(data) if info.size else None)
+
+
+def crafted(path: Path, *members: tuple[str, dict]) -> Path:
+    """A tarball with a legitimate model/config.json first, then the given members."""
+    with tarfile.open(path, "w") as tar:
+        add(tar, "model/config.json", b"{}")
+        for name, fields in members:
+            add(tar, name, **fields)
+    return path
+
+
+def malicious_cases(outside: Path) -> dict[str, tuple[str, dict]]:
+    return {
+        "absolute": (str(outside / "evil.txt"), {}),
+        "traversal": ("model/../../outside/evil.txt", {}),
+        "dotdot-root": ("../outside/evil.txt", {}),
+        "outside-model": ("evil.txt", {}),
+        "symlink": ("model/link", {"type": tarfile.SYMTYPE, "linkname": str(outside / "evil.txt")}),
+        "symlink-dir": ("model/sub", {"type": tarfile.SYMTYPE, "linkname": str(outside)}),
+        "hardlink": ("model/hard", {"type": tarfile.LNKTYPE, "linkname": "model/config.json"}),
+        "chardev": ("model/null", {"type": tarfile.CHRTYPE, "devmajor": 1, "devminor": 3}),
+        "blockdev": ("model/disk", {"type": tarfile.BLKTYPE, "devmajor": 8, "devminor": 0}),
+        "fifo": ("model/pipe", {"type": tarfile.FIFOTYPE}),
+    }
+
+
+@pytest.mark.parametrize("case", list(malicious_cases(Path("/x"))))
+def test_malicious_archive_is_refused_and_writes_nothing(tmp_path, case):
+    outside, dest = tmp_path / "outside", tmp_path / "dest"
+    outside.mkdir()
+    dest.mkdir()
+    (dest / "notes.txt").write_text("mine")
+    name, fields = malicious_cases(outside)[case]
+    tar = crafted(tmp_path / "evil-model.tar", (name, fields))
+    with pytest.raises(UnsafeArchive, match="refusing archive member"):
+        safe_extract(tar, dest)
+    assert list(outside.iterdir()) == []
+    assert sorted(p.name for p in dest.iterdir()) == ["notes.txt"]
+    assert (dest / "notes.txt").read_text() == "mine"
+
+
+def test_unsafe_archive_is_a_value_error_naming_the_member(tmp_path):
+    tar = crafted(tmp_path / "evil-model.tar", ("model/../../etc/cron.d/x", {}))
+    with pytest.raises(ValueError, match=r"model/\.\./\.\./etc/cron\.d/x"):
+        safe_extract(tar, tmp_path / "dest")
+
+
+def test_archive_too_large_or_without_a_model_is_refused(tmp_path):
+    with pytest.raises(UnsafeArchive, match="more than 1 bytes"):
+        safe_extract(crafted(tmp_path / "big-model.tar"), tmp_path / "dest", max_bytes=1)
+    with tarfile.open(tmp_path / "empty-model.tar", "w") as tar:
+        add(tar, "model/notes.txt")
+    with pytest.raises(UnsafeArchive, match="no model/config.json"):
+        safe_extract(tmp_path / "empty-model.tar", tmp_path / "dest")
+    assert list((tmp_path / "dest").iterdir()) == []
+
+
+def test_symlinked_model_folder_in_dest_is_not_followed(tmp_path):
+    outside, dest = tmp_path / "outside", tmp_path / "dest"
+    outside.mkdir()
+    dest.mkdir()
+    (dest / "model").symlink_to(outside)
+    with pytest.raises(FileExistsError):
+        safe_extract(crafted(tmp_path / "ok-model.tar"), dest)
+    assert list(outside.iterdir()) == []
+
+
+def test_good_archive_round_trips_and_keeps_user_files(student, tmp_path):
+    dest = tmp_path / "dest"
+    (dest / "model").mkdir(parents=True)
+    (dest / "model" / "stale.bin").write_text("old")
+    (dest / "model" / "README.md").write_text("my notes")
+    (dest / "keep.txt").write_text("mine")
+    (dest / "model.old").mkdir()
+    model_dir = safe_extract(student["tar"], dest)
+    assert model_dir == (dest / "model").resolve()
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted([*MODEL_FILES, "README.md"])
+    assert (dest / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in dest.iterdir()) == ["keep.txt", "model", "model.old"]
+    assert (model_dir / "README.md").read_text() == "my notes"
+    for name in MODEL_FILES:
+        assert (model_dir / name).read_bytes() == (student["dir"] / name).read_bytes()
+    assert deploy.predict_one(deploy.load_pipeline(model_dir), "refund me")["label"].isin(CLASSES).all()
+
+
+def test_file_tree_lists_files_with_sizes(student):
+    tree = deploy.file_tree(student["dir"])
+    assert tree.splitlines()[0] == "model/"
+    assert "model.safetensors  (" in tree and " MB)" in tree
+    assert all(name in tree for name in MODEL_FILES)
+
+
+# ---------------------------------------------------------------- predictions
+
+def test_pipeline_matches_the_in_memory_student(student, pipe):
+    assert [pipe.model.config.id2label[i] for i in range(3)] == CLASSES
+    probs = deploy.pipeline_proba(pipe, TEXTS)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    expected = predict_proba(student["model"], student["tokenizer"], TEXTS)
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+
+
+def test_predict_one_is_a_sorted_probability_table(pipe):
+    table = deploy.predict_one(pipe, "where is my parcel")
+    assert list(table.columns) == ["label", "probability"]
+    assert sorted(table["label"]) == sorted(CLASSES)
+    assert table["probability"].is_monotonic_decreasing
+    assert table["probability"].sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_predict_csv_writes_beside_the_input_and_escapes_formulas(pipe, tmp_path):
+    source = tmp_path / "test.csv"
+    source.write_text('question,answer\n"=HYPERLINK(""http://x"",""y"")",refund\n'
+                      "+1 charged twice,refund\n@SUM(A1),account\nwhere is my parcel,delivery\n",
+                      encoding="utf-8")
+    before = source.read_bytes()
+    frame, accuracy = deploy.predict_csv(pipe, source)
+    out = tmp_path / "test-predictions.csv"
+    assert out.exists() and source.read_bytes() == before
+    assert frame["text"][0].startswith("=HYPERLINK")
+    written = out.read_text(encoding="utf-8").splitlines()
+    assert written[0] == "text,answer,prediction,probability,correct"
+    assert written[1].startswith("\"'=HYPERLINK") and written[2].startswith("'+1")
+    assert written[3].startswith("'@SUM")
+    assert accuracy == pytest.approx(frame["correct"].mean())
+    assert frame.loc[3, "prediction"] == "delivery" and frame.loc[3, "correct"]
+    assert set(frame["prediction"]) <= set(CLASSES)
+
+
+def test_predict_csv_never_overwrites_its_input(pipe, tmp_path):
+    source = tmp_path / "data.csv"
+    source.write_text("question\nhello\n")
+    with pytest.raises(ValueError, match="over the input"):
+        deploy.predict_csv(pipe, source, out_path=tmp_path / "." / "data.csv")
+    assert source.read_text() == "question\nhello\n"
+
+
+def test_predict_csv_without_labels_and_with_other_columns(pipe, tmp_path):
+    source = tmp_path / "unlabelled.csv"
+    source.write_text("Context;other\nparcel missing;1\n\nrefund please;2\n")
+    frame, accuracy = deploy.predict_csv(pipe, source, out_path=tmp_path / "out.csv")
+    assert accuracy is None and len(frame) == 2 and (tmp_path / "out.csv").exists()
+    (tmp_path / "bad.csv").write_text("sentence\nhi\n")
+    with pytest.raises(ValueError, match="question, context, text"):
+        deploy.predict_csv(pipe, tmp_path / "bad.csv")
+
+
+# ---------------------------------------------------------------- speed and size
+
+def test_measure_latency_reports_positive_numbers(student, pipe):
+    for target, tokenizer in ((pipe, None), (student["model"], student["tokenizer"])):
+        stats = deploy.measure_latency(target, TEXTS, tokenizer=tokenizer, runs=5, warmup=1, batch_size=8,
+                                       size_path=student["dir"])
+        assert set(stats) == {"p50_ms", "p95_ms", "texts_per_second", "size_mb"}
+        assert all(value > 0 for value in stats.values())
+        assert stats["p95_ms"] >= stats["p50_ms"]
+    assert deploy.measure_latency(pipe, TEXTS, runs=2, warmup=0)["size_mb"] > 80
+
+
+def test_onnx_int8_agrees_with_pytorch(student, tmp_path):
+    path = quantize.export_onnx_int8(student["dir"], tmp_path / "onnx")
+    assert path.exists() and path.stat().st_size < (tmp_path / "onnx" / "model.onnx").stat().st_size / 3
+    assert (tmp_path / "onnx" / "tokenizer.json").exists()
+    table = quantize.compare_onnx(student["dir"], path, TEXTS * 3, runs=3)
+    assert list(table.index) == ["pytorch", "onnx-int8"]
+    assert table.loc["onnx-int8", "agreement"] == 1.0
+    assert table.loc["onnx-int8", "max_prob_diff"] < 0.1
+    assert (table[["p50_ms", "texts_per_second", "size_mb", "speedup_p50"]] > 0).all().all()
+
+
+# ---------------------------------------------------------------- HTTP server
+
+@pytest.fixture(scope="module")
+def server(pipe):
+    handle = serve(pipe, max_batch=4, max_body_bytes=10_000)
+    yield handle
+    handle.stop()
+
+
+def post(server, body=None, **kwargs) -> httpx.Response:
+    return httpx.post(server.url + "/predict", json=body, timeout=30, **kwargs)
+
+
+def test_server_binds_localhost_and_answers_health(server):
+    assert server.host == "127.0.0.1" and server.url.startswith("http://127.0.0.1:")
+    assert httpx.get(server.url + "/health", timeout=10).json() == {"status": "ok", "num_labels": 3}
+
+
+def test_predict_returns_sorted_scores_per_text(server):
+    response = post(server, {"texts": ["where is my parcel", "refund please"]})
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    assert len(predictions) == 2
+    for row in predictions:
+        assert sorted(r["label"] for r in row) == sorted(CLASSES)
+        scores = [r["score"] for r in row]
+        assert scores == sorted(scores, reverse=True) and sum(scores) == pytest.approx(1, abs=1e-4)
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ({"texts": ["fine", "  "]}, 422, "texts[1] is empty"),
+    ({"texts": []}, 422, "is empty"),
+    ({"texts": "SECRET-VALUE-123"}, 422, "valid list"),
+    ({"texts": [42]}, 422, "valid string"),
+    ({}, 422, "'texts' is required"),
+    ([1, 2], 422, "JSON object"),
+    ({"texts": ["a"] * 5}, 422, "at most 4"),
+    ({"texts": ["a" * 20_000]}, 413, "over the limit"),
+])
+def test_bad_requests_get_a_json_4xx(server, body, status, words):
+    response = post(server, body)
+    assert response.status_code == status
+    assert words in response.json()["error"]
+    assert "SECRET-VALUE-123" not in response.text
+
+
+def test_oversized_chunked_body_gets_413(server):
+    chunks = (b"x" * 4_000 for _ in range(5))
+    response = httpx.post(server.url + "/predict", content=chunks, timeout=30,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "error" in response.json()
+
+
+def test_not_json_gets_422(server):
+    response = post(server, content=b"texts=hello", headers={"content-type": "application/json"})
+    assert response.status_code == 422 and "JSON object" in response.json()["error"]
+
+
+def test_stop_frees_the_port(student):
+    handle = serve(student["dir"])
+    assert httpx.get(handle.url + "/health", timeout=10).status_code == 200
+    handle.stop()
+    assert not handle.thread.is_alive()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((handle.host, handle.port), timeout=5)
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((handle.host, handle.port))
+
+
+# ---------------------------------------------------------------- notebook
+
+@pytest.mark.slow
+def test_deployment_notebook_runs_headless(student, tmp_path):
+    """The notebook end to end (papermill) against the fixture model, ONNX step included."""
+    import papermill
+
+    test_csv = tmp_path / "test.csv"
+    rows = "".join(f"{text},{CLASSES[label]}\n" for text, label in zip(TEXTS, LABELS, strict=True))
+    test_csv.write_text("question,answer\n" + rows)
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "classification-model-deployment.ipynb"
+    papermill.execute_notebook(
+        str(notebook), str(tmp_path / "out.ipynb"), cwd=str(notebook.parent), progress_bar=False,
+        parameters={"MODEL_TAR": str(student["tar"]), "MODEL_DIR": str(tmp_path / "deployed" / "model"),
+                    "TEST_CSV": str(test_csv), "RUN_ONNX": True})
+    assert (tmp_path / "deployed" / "model" / "model.safetensors").exists()
+    assert (tmp_path / "deployed" / "model-onnx" / "model-int8.onnx").exists()
+    assert (tmp_path / "test-predictions.csv").exists()
