@@ -68,14 +68,14 @@ class Teacher(ABC):
         the process loses at most one batch.
         """
         cache = LabelCache(cache_dir, self.id, self.task.classes) if cache_dir else None
-        answers = {i: cache.get(t) for i, t in enumerate(texts)} if cache else {}
+        answers = {i: cache.get(t) for i, t in enumerate(texts)} if cache is not None else {}
         todo = [i for i in range(len(texts)) if answers.get(i) is None]
         with tqdm(total=len(texts), initial=len(texts) - len(todo), desc=desc, disable=not progress) as bar:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start:start + batch_size]
                 for i, answer in zip(batch, self.predict([texts[i] for i in batch])):
                     answers[i] = answer
-                    if cache:
+                    if cache is not None:
                         cache.put(texts[i], *answer)
                 bar.update(len(batch))
         probs = np.array([answers[i][0] for i in range(len(texts))]).reshape(len(texts), -1)
