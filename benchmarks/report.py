@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -48,6 +49,15 @@ def notes(root: Path) -> str:
     return path.read_text().strip() if path.exists() else ""
 
 
+def teacher_table(root: Path) -> str:
+    """Teachers on the example tasks (benchmarks/teachers.py), if it has been run."""
+    path = root / "benchmarks" / "results" / "teachers.json"
+    if not path.exists():
+        return "Not run yet: `python benchmarks/teachers.py`."
+    frame = pd.json_normalize(json.loads(path.read_text()))
+    return frame.to_markdown(index=False)
+
+
 def render(records: list[dict], machine: str, root: Path = Path(__file__).resolve().parents[1]) -> str:
     if not records:
         return "# Benchmarks\n\nNo results yet: run `python benchmarks/run.py --suite tasks`.\n"
@@ -57,4 +67,5 @@ def render(records: list[dict], machine: str, root: Path = Path(__file__).resolv
         "# Benchmarks", "", f"Machine: {machine}.", "", notes(root), "",
         "Produced by `make benchmark` (`python benchmarks/run.py`); raw records in `benchmarks/results/`.", "",
         "## Summary (mean ± std over seeds)", "", summary(frame).to_markdown(index=False), "",
-        f"![accuracy]({PLOT})", "", "## Every run", "", frame.to_markdown(index=False), ""])
+        f"![accuracy]({PLOT})", "", "## Teachers on the test sets", "", teacher_table(root), "",
+        "## Every run", "", frame.to_markdown(index=False), ""])

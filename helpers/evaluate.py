@@ -61,7 +61,8 @@ def evaluate_predictions(name: str, gold: list[str], pred: list[str], classes: l
 
 def comparison_table(evaluations: list[Evaluation]) -> pd.DataFrame:
     """Teacher vs student-base vs student-tuned, one row each."""
-    return pd.DataFrame([e.row() for e in evaluations]).set_index("model")
+    columns = ["model", "accuracy", "accuracy 95% CI", "macro_f1", "macro_f1 95% CI"]
+    return pd.DataFrame([e.row() for e in evaluations], columns=columns).set_index("model")
 
 
 @dataclass

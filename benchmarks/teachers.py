@@ -1,0 +1,64 @@
+"""Teacher benchmark: accuracy and speed of each teacher on each example task, and the
+prefix KV-cache speed-up of the local LLM scorer.
+
+    python benchmarks/teachers.py                     # writes benchmarks/results/teachers.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ["data-banking-routing", "data-ecommerce", "data-mental-health", "data-injury"]
+TEACHERS = ["seed", "local:smollm2-135m", "local:smollm2-135m+seed"]
+
+
+def prefix_cache_speedup(teacher, texts: list[str]) -> dict:
+    """Seconds per text with and without reusing the shared prompt's KV cache."""
+    timings = {}
+    for use in (True, False):
+        teacher.use_prefix_cache = use
+        start = time.perf_counter()
+        teacher.predict(texts)
+        timings["with_cache" if use else "without_cache"] = (time.perf_counter() - start) / len(texts)
+    teacher.use_prefix_cache = True
+    return {**{k: round(v, 3) for k, v in timings.items()},
+            "speedup": round(timings["without_cache"] / timings["with_cache"], 2)}
+
+
+def main() -> None:
+    from helpers.evaluate import evaluate_teacher
+    from helpers.task import load_task
+    from helpers.teachers import make_teacher
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tasks", nargs="+", default=TASKS)
+    parser.add_argument("--teachers", nargs="+", default=TEACHERS)
+    args = parser.parse_args()
+    records = []
+    for task_dir in args.tasks:
+        task = load_task(ROOT / task_dir)
+        for spec in args.teachers:
+            start = time.perf_counter()
+            teacher = make_teacher(spec, task)
+            setup = time.perf_counter() - start
+            report = evaluate_teacher(task, teacher, progress=False)
+            record = {"task": task.name, "teacher": spec, "accuracy": round(report.teacher.accuracy, 4),
+                      "macro_f1": round(report.teacher.macro_f1, 4),
+                      "texts_per_s": round(1 / report.teacher.seconds_per_text, 2),
+                      "setup_seconds": round(setup, 1), "seed_only_accuracy": round(report.baseline.accuracy, 4),
+                      "committee_weights": getattr(teacher, "weights", None)}
+            if spec.startswith("local:") and "+" not in spec:
+                record["prefix_cache"] = prefix_cache_speedup(teacher, task.test["text"].tolist()[:16])
+            if record["committee_weights"] is not None:
+                record["committee_weights"] = [round(float(w), 2) for w in record["committee_weights"]]
+            print(json.dumps(record), flush=True)
+            records.append(record)
+    (ROOT / "benchmarks" / "results" / "teachers.json").write_text(json.dumps(records, indent=2))
+
+
+if __name__ == "__main__":
+    main()
