@@ -57,6 +57,19 @@ def sample_unlabelled(task: Task, max_rows: int | None, seed: int) -> list[str]:
     return texts if max_rows is None else texts[:max_rows]
 
 
+def least_certain(student: TrainedStudent, texts: list[str], budget: int | None) -> list[str]:
+    """The `budget` texts the seed-only student is least sure of (smallest top-2 margin).
+
+    Teacher calls cost time or money; where the student is already confident the
+    teacher mostly repeats it, so those calls are the first to save.
+    """
+    if budget is None or budget >= len(texts):
+        return texts
+    probs = np.sort(student.predict_proba(texts), axis=1)
+    margin = probs[:, -1] - probs[:, -2]
+    return [texts[i] for i in sorted(np.argsort(margin, kind="stable")[:budget])]
+
+
 def select_teacher_rows(texts: list[str], labels: TeacherLabels, cap_ratio: float = CAP_RATIO
                         ) -> tuple[list[int], dict[str, int]]:
     """Valid answers, at most cap_ratio x the even share per class, most confident first."""
@@ -118,8 +131,15 @@ def choose_student(base: TrainedStudent, tuned: TrainedStudent | None) -> str:
 
 def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = None,
             max_unlabelled: int | None = None, cache_dir: str | Path | None = None,
-            work_dir: str | Path | None = None, progress: bool = True) -> DistillResult:
-    """Run the whole recipe (see module docstring) and return both students."""
+            work_dir: str | Path | None = None, progress: bool = True,
+            teacher_budget: int | None = None) -> DistillResult:
+    """Run the whole recipe (see module docstring) and return both students.
+
+    Args:
+        max_unlabelled: Use at most this many unlabelled rows (None: all).
+        teacher_budget: Ask the teacher about at most this many rows, those the
+            seed-only student is least sure of (None: every row).
+    """
     config = config or StudentConfig()
     work = Path(work_dir or tempfile.mkdtemp(prefix="distill-"))
     train, validation = split_validation(task.train, config.seed)
@@ -127,6 +147,7 @@ def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = 
     base = train_student(seed_rows, validation, task.classes, config, work / "base", progress)
     texts, leaked = drop_test_leaks(sample_unlabelled(task, max_unlabelled, config.seed),
                                     task.test["text"].tolist())
+    texts = least_certain(base, texts, teacher_budget)
     stats = {"seed_rows": len(train), "validation_rows": len(validation), "dropped_test_leaks": leaked}
     if teacher is None or not texts:
         return DistillResult(base, None, "student-base", None, texts, stats)

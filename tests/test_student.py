@@ -115,6 +115,18 @@ def test_never_worse_guard():
     assert choose_student(base, None) == "student-base"
 
 
+def test_teacher_budget_asks_about_the_least_certain_texts():
+    from helpers.distill import least_certain
+
+    class Student:
+        def predict_proba(self, texts):
+            return np.array([[0.99, 0.01], [0.55, 0.45], [0.8, 0.2], [0.5, 0.5], [0.9, 0.1]])
+
+    texts = ["sure", "unsure", "fairly", "coin flip", "quite"]
+    assert least_certain(Student(), texts, 2) == ["unsure", "coin flip"]
+    assert least_certain(Student(), texts, None) == texts
+
+
 # ---- training and export -----------------------------------------------------------------------
 
 def test_student_has_class_names_and_logs(trained, task):
