@@ -26,7 +26,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     config = StudentConfig(backbone=args.backbone, seed=args.seed,
                            **({"epochs": args.epochs} if args.epochs else {}))
     report = run(args.task, args.teacher, args.out, config, args.max_unlabelled, args.cache,
-                 teacher_budget=args.teacher_budget)
+                 teacher_budget=args.teacher_budget, synthetic_per_class=args.synthetic_per_class)
     print(report.text())
     return 0
 
@@ -69,6 +69,8 @@ def add_distill(commands) -> None:
     distill.add_argument("--epochs", type=positive_int, default=None, help="training epochs")
     distill.add_argument("--teacher-budget", type=positive_int, default=None,
                          help="ask the teacher about at most N rows, those the seed-only student is least sure of")
+    distill.add_argument("--synthetic-per-class", type=int, default=0,
+                         help="new texts per class written by a teacher that can write (0: off)")
     distill.add_argument("--seed", type=int, default=0, help="random seed (same seed, same metrics)")
     distill.add_argument("--cache", default=".cache/teacher", help="teacher answer cache folder")
     distill.set_defaults(func=cmd_distill)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.embeddings import max_similarity
+from helpers.generate import synthesize
 from helpers.student import StudentConfig, TrainedStudent, gold_rows, train_student
 from helpers.task import Task, normalise
 from helpers.teachers.base import Teacher, TeacherLabels
@@ -132,13 +133,15 @@ def choose_student(base: TrainedStudent, tuned: TrainedStudent | None) -> str:
 def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = None,
             max_unlabelled: int | None = None, cache_dir: str | Path | None = None,
             work_dir: str | Path | None = None, progress: bool = True,
-            teacher_budget: int | None = None) -> DistillResult:
+            teacher_budget: int | None = None, synthetic_per_class: int = 0) -> DistillResult:
     """Run the whole recipe (see module docstring) and return both students.
 
     Args:
         max_unlabelled: Use at most this many unlabelled rows (None: all).
         teacher_budget: Ask the teacher about at most this many rows, those the
             seed-only student is least sure of (None: every row).
+        synthetic_per_class: New texts per class for a teacher that can write
+            (has ``chat``); 0 turns generation off.
     """
     config = config or StudentConfig()
     work = Path(work_dir or tempfile.mkdtemp(prefix="distill-"))
@@ -153,12 +156,13 @@ def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = 
         return DistillResult(base, None, "student-base", None, texts, stats)
     labels = teacher.label(texts, cache_dir=cache_dir, progress=progress, desc="teacher labelling")
     chosen, capped = select_teacher_rows(texts, labels)
-    taught = teacher_rows([texts[i] for i in chosen], subset(labels, chosen), config.temperature)
+    taught = teacher_rows([texts[i] for i in chosen], labels.select(chosen), config.temperature)
     stats.update(teacher_rows=len(taught), invalid=int((~labels.valid).sum()), capped_per_class=capped)
+    if synthetic_per_class and hasattr(teacher, "chat"):
+        written, written_labels, stats["synthetic"] = synthesize(task, teacher, synthetic_per_class, config.seed)
+        if len(written):
+            taught = pd.concat([taught, teacher_rows(written["text"].tolist(), written_labels,
+                                                     config.temperature)], ignore_index=True)
     tuned = train_student(pd.concat([seed_rows, taught], ignore_index=True), validation, task.classes,
                           config, work / "tuned", progress)
     return DistillResult(base, tuned, choose_student(base, tuned), labels, texts, stats)
-
-
-def subset(labels: TeacherLabels, index: list[int]) -> TeacherLabels:
-    return TeacherLabels(labels.classes, labels.probs[index], labels.valid[index])

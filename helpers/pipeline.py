@@ -68,7 +68,7 @@ def metadata(task: Task, teacher_spec: str, config: StudentConfig, result: Disti
 def run(task_dir: str | Path, teacher_spec: str, out_dir: str | Path | None = "model",
         config: StudentConfig | None = None, max_unlabelled: int | None = None,
         cache_dir: str | Path | None = ".cache/teacher", progress: bool = True,
-        teacher_budget: int | None = None) -> RunReport:
+        teacher_budget: int | None = None, synthetic_per_class: int = 0) -> RunReport:
     """Validate, evaluate the teacher, distil, evaluate everyone on test, export."""
     start = time.perf_counter()
     config = config or StudentConfig()
@@ -76,7 +76,7 @@ def run(task_dir: str | Path, teacher_spec: str, out_dir: str | Path | None = "m
     teacher = make_teacher(teacher_spec, task)
     teacher_report = evaluate_teacher(task, teacher, cache_dir, progress)
     result = distill(task, teacher, config, max_unlabelled, cache_dir, progress=progress,
-                     teacher_budget=teacher_budget)
+                     teacher_budget=teacher_budget, synthetic_per_class=synthetic_per_class)
     evaluations = [teacher_report.teacher, evaluate_student("student-base", result.student_base, task)]
     if result.student_tuned is not None:
         evaluations.append(evaluate_student("student-tuned", result.student_tuned, task))

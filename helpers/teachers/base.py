@@ -41,6 +41,10 @@ class TeacherLabels:
     def confidence(self) -> np.ndarray:
         return self.probs.max(axis=1)
 
+    def select(self, index) -> TeacherLabels:
+        """The answers for a subset of the texts, in the order of `index`."""
+        return TeacherLabels(self.classes, self.probs[index], self.valid[index])
+
 
 class Teacher(ABC):
     """A model that labels texts for one task. Subclasses implement `predict`."""

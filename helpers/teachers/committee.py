@@ -55,6 +55,12 @@ class CommitteeTeacher(Teacher):
     def id(self) -> str:
         return f"{super().id}|w={self.weights.round(2).tolist()}"
 
+    def __getattr__(self, name: str):
+        """`chat` (writing synthetic examples) is the LLM member's, when it can write."""
+        if name == "chat" and hasattr(self.members[1], "chat"):
+            return self.members[1].chat
+        raise AttributeError(name)
+
     def predict(self, texts: list[str]) -> list[tuple[np.ndarray, bool]]:
         """Pooled answers; a member with weight 0 is not asked at all (it would change nothing)."""
         active = [(m, w) for m, w in zip(self.members, self.weights) if w > 0]

@@ -138,6 +138,18 @@ class LocalLMTeacher(Teacher):
             scores[i] = float(first[tokens[0]] + steps)
         return scores
 
+    def chat(self, messages: list[dict], max_new_tokens: int = 256, seed: int = 0) -> str:
+        """Free text from the model (for writing synthetic examples), sampled with a fixed seed."""
+        import torch
+
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                 return_dict=True)
+        torch.manual_seed(seed)
+        with torch.inference_mode():
+            out = self.model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=True, temperature=0.8,
+                                      top_p=0.95, pad_token_id=self.tokenizer.eos_token_id)
+        return self.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
     def predict(self, texts: list[str]) -> list[tuple[np.ndarray, bool]]:
         answers = []
         for text in texts:
