@@ -1,7 +1,6 @@
 """helpers: the small library behind the LLM-to-SLM distillation notebooks."""
 
 import helpers.models  # noqa: F401  (first: sets OMP_WAIT_POLICY before anything loads torch)
-
 from helpers.problems import Problem, TaskError
 from helpers.task import Task, inspect_task, load_task
 

@@ -17,8 +17,15 @@ import numpy as np
 import pandas as pd
 import torch
 from datasets import Dataset
-from transformers import (AutoModelForSequenceClassification, AutoTokenizer, EarlyStoppingCallback,
-                          Trainer, TrainerCallback, TrainingArguments, set_seed)
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    EarlyStoppingCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
 
 from helpers.models import resolve_backbone, set_threads
 

@@ -11,7 +11,13 @@ import pytest
 import torch
 from conftest import make_task
 
-from helpers.distill import choose_student, drop_test_leaks, select_teacher_rows, split_validation, teacher_rows
+from helpers.distill import (
+    choose_student,
+    drop_test_leaks,
+    select_teacher_rows,
+    split_validation,
+    teacher_rows,
+)
 from helpers.export import MODEL_FILES, export_model
 from helpers.student import StudentConfig, distillation_loss, gold_rows, train_student
 from helpers.task import load_task
