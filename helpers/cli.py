@@ -104,11 +104,12 @@ def positive_int(value: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; user mistakes print a readable message, not a traceback."""
     from helpers.problems import TaskError
+    from helpers.teachers.http import TeacherUnavailable
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (TaskError, FileNotFoundError, ValueError) as exc:
+    except (TaskError, FileNotFoundError, ValueError, TeacherUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

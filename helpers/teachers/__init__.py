@@ -30,7 +30,7 @@ def make_llm(task: Task, spec: str, held_out: frozenset[int] = frozenset()) -> T
     if kind == "openai":
         from helpers.teachers.http import OpenAITeacher
 
-        return OpenAITeacher(task, spec)
+        return OpenAITeacher(task, spec, held_out=held_out)
     raise ValueError(f"unknown teacher spec {spec!r}: use seed, local:smollm2-135m, gguf:PATH, "
                      "hf:NAME_OR_PATH or openai:MODEL@URL (optionally followed by +seed)")
 
