@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -61,13 +62,11 @@ def wait_for_models(url: str, proc: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"llama.cpp server did not answer within {SERVER_WAIT_S}s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="module")
-def llama_url(tmp_path_factory) -> Iterator[str]:
-    """A llama.cpp OpenAI-compatible server with SmolLM2 on a free port, always stopped after."""
+@contextlib.contextmanager
+def llama_server(port: int, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A llama.cpp OpenAI-compatible server with SmolLM2 on `port`, always stopped after."""
     pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed "
                         "(pip install 'llama-cpp-python[server]==0.3.36')")
-    port = free_port()
-    log = tmp_path_factory.mktemp("llama") / "server.log"
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--model_alias", "smollm2",
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"]
     with log.open("wb") as out:
@@ -75,7 +74,7 @@ def llama_url(tmp_path_factory) -> Iterator[str]:
     try:
         url = f"http://127.0.0.1:{port}/v1"
         wait_for_models(url, proc, log)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:
@@ -83,6 +82,12 @@ def llama_url(tmp_path_factory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def llama_url(tmp_path_factory) -> Iterator[str]:
+    with llama_server(free_port(), tmp_path_factory.mktemp("llama") / "server.log") as (url, _):
+        yield url
 
 
 def check_answers(answers: list[tuple[np.ndarray, bool]], task: Task) -> None:
@@ -296,3 +301,47 @@ def test_api_key_echoed_by_a_server_is_blanked_in_errors(tiny_server, task, monk
         teacher.predict(["where is my parcel"])
     assert SECRET not in str(raised.value) and "***" in str(raised.value)
     assert SECRET not in repr(teacher)
+
+
+def cached_keys(cache_dir: Path) -> list[str]:
+    lines = [line for path in cache_dir.glob("teacher-*.jsonl") for line in path.read_text().splitlines()]
+    return [json.loads(line)["key"] for line in lines]
+
+
+def test_server_killed_mid_run_then_restart_resumes_from_the_cache(task, tmp_path):
+    """Kill the real server part-way; the restarted run asks only for the texts not yet answered."""
+    texts = [f"my parcel number {i} has not arrived yet" for i in range(12)]
+    port, cache = free_port(), tmp_path / "cache"
+    spec = f"openai:smollm2@http://127.0.0.1:{port}/v1"
+    with llama_server(port, tmp_path / "first.log") as (_, proc):
+        teacher = OpenAITeacher(task, spec)
+        teacher.retry = RetryPolicy(attempts=2, base=0.1, cap=0.2)
+        killer = threading.Thread(target=kill_after_answers, args=(cache, proc, 2), daemon=True)
+        killer.start()
+        with pytest.raises(TeacherUnavailable, match=f"127.0.0.1:{port}"):
+            teacher.label(texts, cache_dir=cache, batch_size=2, progress=False)
+        killer.join(timeout=60)
+    answered = cached_keys(cache)
+    assert 2 <= len(answered) < len(texts)
+    with llama_server(port, tmp_path / "second.log"):
+        labels = OpenAITeacher(task, spec).label(texts, cache_dir=cache, batch_size=2, progress=False)
+    keys = cached_keys(cache)
+    assert keys[: len(answered)] == answered and len(keys) == len(set(keys)) == len(texts)  # none asked twice
+    assert labels.probs.shape == (len(texts), len(task.classes))
+
+
+def kill_after_answers(cache: Path, proc: subprocess.Popen, answers: int) -> None:
+    """Kill the server (SIGKILL, like a crash) once `answers` answers are on disk."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(cached_keys(cache)) < answers:
+        time.sleep(0.05)
+    proc.kill()
+
+
+def test_a_server_teacher_can_write_synthetic_examples(llama_url, task):
+    from helpers.generate import synthesize
+
+    rows, labels, stats = synthesize(task, OpenAITeacher(task, f"openai:smollm2@{llama_url}"), per_class=2)
+    assert stats["written"] >= 1
+    assert stats["kept"] + stats["label_back_failed"] + stats["near_copies"] == stats["written"]
+    assert set(rows["intended"]) <= set(task.classes)

@@ -315,6 +315,13 @@ class OpenAITeacher(Teacher):
                                    {"role": "user", "content": self.reminder}]
         return uniform(len(classes)), False
 
+    def chat(self, messages: list[dict[str, str]], max_tokens: int = 512) -> str:
+        """Free text (to write synthetic examples), with the same retries; sampled, not greedy."""
+        self.check()
+        response = self.with_backoff(lambda: self.client.chat.completions.create(
+            model=self.model, messages=messages, max_tokens=max_tokens, temperature=0.8))
+        return response.choices[0].message.content or ""
+
     def predict(self, texts: list[str]) -> list[tuple[np.ndarray, bool]]:
         self.check()
         if not texts:
