@@ -1,0 +1,41 @@
+"""The four example tasks shipped with the course load cleanly with the documented sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from helpers.task import load_task
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPECTED = {
+    "data-banking-routing": ["balance_not_updated_after_cheque_or_cash_deposit", "card_payment_fee_charged",
+                             "cash_withdrawal_charge", "declined_cash_withdrawal",
+                             "direct_debit_payment_not_recognised", "transaction_charged_twice",
+                             "transfer_fee_charged", "wrong_amount_of_cash_received"],
+    "data-ecommerce": ["household", "books", "clothing_and_accessories", "electronics"],
+    "data-mental-health": ["normal", "depression", "anxiety", "bipolar"],
+    "data-injury": ["violence_and_other_injuries_by_persons_or_animals", "transportation_incidents",
+                    "fires_and_explosions", "falls_slips_trips", "exposure_to_harmful_substances_or_environments",
+                    "contact_with_objects_and_equipment", "overexertion_and_bodily_reaction"],
+}
+
+
+@pytest.mark.parametrize("folder", sorted(EXPECTED))
+def test_example_task_loads_with_expected_classes_and_sizes(folder):
+    task = load_task(ROOT / folder)
+    assert task.classes == EXPECTED[folder]
+    assert task.train["label"].value_counts().to_dict() == {c: 6 for c in task.classes}
+    assert task.test["label"].value_counts().to_dict() == {c: 12 for c in task.classes}
+    assert len(task.unstructured) >= 400
+    assert not [p for p in task.problems if p.severity == "error"]
+    assert (ROOT / folder / "README.md").exists()
+
+
+@pytest.mark.parametrize("folder", sorted(EXPECTED))
+def test_readme_states_the_real_row_counts(folder):
+    task = load_task(ROOT / folder)
+    readme = (ROOT / folder / "README.md").read_text()
+    for count in (len(task.train), len(task.test), len(task.unstructured)):
+        assert str(count) in readme, f"{folder}/README.md does not mention {count}"
