@@ -58,6 +58,7 @@ def export_model(model, tokenizer, log_history: list[dict], metadata: dict, out_
     out_dir = Path(out_dir).resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".model-", dir=out_dir.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; model/ is meant to be shared
     try:
         write_folder(model, tokenizer, log_history, metadata, staging)
         swap_in(staging, out_dir)
