@@ -30,6 +30,9 @@ from transformers import (
 from helpers.models import resolve_backbone, set_threads
 
 
+EVAL_EVERY_MIN_STEPS = 10
+
+
 @dataclass
 class StudentConfig:
     """Training recipe; the same for student-base and student-tuned."""
@@ -133,6 +136,23 @@ def compute_metrics(prediction) -> dict:
     return {"accuracy": accuracy, "f1": macro_f1(labels, pred), "score": accuracy - 1e-3 * loss}
 
 
+class PatientEarlyStopping(EarlyStoppingCallback):
+    """Early stopping that never stops before `min_steps` updates.
+
+    With ~16 seed rows an epoch is two steps: plain epoch-wise patience stopped
+    training after ~20 steps, long before the head had learnt anything.
+    """
+
+    def __init__(self, patience: int, min_steps: int):
+        super().__init__(early_stopping_patience=patience)
+        self.min_steps = min_steps
+
+    def on_evaluate(self, args, state, control, metrics, **kwargs):
+        super().on_evaluate(args, state, control, metrics, **kwargs)
+        if state.global_step < self.min_steps:
+            control.should_training_stop = False
+
+
 class ElapsedTime(TrainerCallback):
     """Stamp every log entry with seconds since training began (for training-logs)."""
 
@@ -145,14 +165,21 @@ class ElapsedTime(TrainerCallback):
 
 
 def training_arguments(config: StudentConfig, n_rows: int, output_dir: Path) -> TrainingArguments:
-    """Epoch-wise evaluation and checkpoints; enough epochs for `min_steps` updates."""
+    """Evaluation and checkpoints every epoch (or every 10 steps, if epochs are shorter).
+
+    Enough epochs for `min_steps` updates. On 16 seed rows an epoch is two steps,
+    so epoch-wise patience would mean a handful of steps; counted in evaluations
+    of at least 10 steps it means something on every task size.
+    """
     steps_per_epoch = max(1, math.ceil(n_rows / config.batch_size))
     epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
+    every = max(steps_per_epoch, EVAL_EVERY_MIN_STEPS)
     return TrainingArguments(
         output_dir=str(output_dir), num_train_epochs=epochs, learning_rate=config.learning_rate,
         per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=64,
         warmup_steps=max(1, int(0.1 * epochs * steps_per_epoch)), weight_decay=0.01,
-        eval_strategy="epoch", save_strategy="best", logging_strategy="epoch",
+        eval_strategy="steps", eval_steps=every, save_strategy="best", logging_strategy="steps",
+        logging_steps=every,
         save_total_limit=1, save_only_model=True, load_best_model_at_end=True,
         metric_for_best_model="score", greater_is_better=True, seed=config.seed,
         data_seed=config.seed, full_determinism=True, use_cpu=True, report_to="none",
@@ -189,7 +216,7 @@ def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[st
         train_dataset=to_dataset(rows, tokenizer, config.max_length),
         eval_dataset=to_dataset(gold_rows(validation, classes), tokenizer, config.max_length),
         data_collator=collate(tokenizer, config.max_length), compute_metrics=compute_metrics,
-        callbacks=[EarlyStoppingCallback(config.patience), ElapsedTime()])
+        callbacks=[PatientEarlyStopping(config.patience, config.min_steps), ElapsedTime()])
     trainer.args.disable_tqdm = not progress
     start = time.perf_counter()
     trainer.train()
