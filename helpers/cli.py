@@ -20,13 +20,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     """Run the full pipeline on one task and print the report."""
+    from pathlib import Path
+
     from helpers.pipeline import run
     from helpers.student import StudentConfig
 
     config = StudentConfig(backbone=args.backbone, seed=args.seed,
                            **({"epochs": args.epochs} if args.epochs else {}))
+    work_dir = args.work_dir or Path(".cache/runs") / Path(args.task).resolve().name
     report = run(args.task, args.teacher, args.out, config, args.max_unlabelled, args.cache,
-                 teacher_budget=args.teacher_budget, synthetic_per_class=args.synthetic_per_class)
+                 teacher_budget=args.teacher_budget, synthetic_per_class=args.synthetic_per_class,
+                 work_dir=work_dir, resume=args.resume)
     print(report.text())
     return 0
 
@@ -73,6 +77,10 @@ def add_distill(commands) -> None:
                          help="new texts per class written by a teacher that can write (0: off)")
     distill.add_argument("--seed", type=int, default=0, help="random seed (same seed, same metrics)")
     distill.add_argument("--cache", default=".cache/teacher", help="teacher answer cache folder")
+    distill.add_argument("--work-dir", default=None,
+                         help="training checkpoints folder (default .cache/runs/<task folder name>)")
+    distill.add_argument("--resume", action="store_true",
+                         help="continue a killed run from its last checkpoint in --work-dir")
     distill.set_defaults(func=cmd_distill)
 
 

@@ -133,7 +133,8 @@ def choose_student(base: TrainedStudent, tuned: TrainedStudent | None) -> str:
 def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = None,
             max_unlabelled: int | None = None, cache_dir: str | Path | None = None,
             work_dir: str | Path | None = None, progress: bool = True,
-            teacher_budget: int | None = None, synthetic_per_class: int = 0) -> DistillResult:
+            teacher_budget: int | None = None, synthetic_per_class: int = 0,
+            resume: bool = False) -> DistillResult:
     """Run the whole recipe (see module docstring) and return both students.
 
     Args:
@@ -142,12 +143,21 @@ def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = 
             seed-only student is least sure of (None: every row).
         synthetic_per_class: New texts per class for a teacher that can write
             (has ``chat``); 0 turns generation off.
+        work_dir: Where checkpoints go (None: a temporary folder, removed after).
+        resume: Continue trainings killed part-way from their last checkpoint in
+            `work_dir` (the teacher's answers come back from `cache_dir`).
     """
+    if work_dir is None:
+        if resume:
+            raise ValueError("resume needs the work_dir where the interrupted run saved its checkpoints")
+        with tempfile.TemporaryDirectory(prefix="distill-") as tmp:
+            return distill(task, teacher, config, max_unlabelled, cache_dir, tmp, progress,
+                           teacher_budget, synthetic_per_class)
     config = config or StudentConfig()
-    work = Path(work_dir or tempfile.mkdtemp(prefix="distill-"))
+    work = Path(work_dir)
     train, validation = split_validation(task.train, config.seed)
     seed_rows = gold_rows(train, task.classes)
-    base = train_student(seed_rows, validation, task.classes, config, work / "base", progress)
+    base = train_student(seed_rows, validation, task.classes, config, work / "base", progress, resume)
     texts, leaked = drop_test_leaks(sample_unlabelled(task, max_unlabelled, config.seed),
                                     task.test["text"].tolist())
     texts = least_certain(base, texts, teacher_budget)
@@ -164,5 +174,5 @@ def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = 
             taught = pd.concat([taught, teacher_rows(written["text"].tolist(), written_labels,
                                                      config.temperature)], ignore_index=True)
     tuned = train_student(pd.concat([seed_rows, taught], ignore_index=True), validation, task.classes,
-                          config, work / "tuned", progress)
+                          config, work / "tuned", progress, resume)
     return DistillResult(base, tuned, choose_student(base, tuned), labels, texts, stats)

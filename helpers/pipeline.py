@@ -46,7 +46,11 @@ class RunReport:
         return comparison_table(self.evaluations)
 
     def text(self) -> str:
-        lines = [self.task.summary(), "", self.table().to_string(), "",
+        resumed = {name: s.resumed_from for name, s in [("student-base", self.result.student_base),
+                                                         ("student-tuned", self.result.student_tuned)]
+                   if s is not None and s.resumed_from}
+        lines = [self.task.summary(), *([f"resumed: {resumed}"] if resumed else []), "",
+                 self.table().to_string(), "",
                  f"kept: {self.result.chosen} (validation decides; never worse than seed-only)",
                  f"data: {self.result.stats}"]
         if self.teacher_report.warning:
@@ -68,15 +72,20 @@ def metadata(task: Task, teacher_spec: str, config: StudentConfig, result: Disti
 def run(task_dir: str | Path, teacher_spec: str, out_dir: str | Path | None = "model",
         config: StudentConfig | None = None, max_unlabelled: int | None = None,
         cache_dir: str | Path | None = ".cache/teacher", progress: bool = True,
-        teacher_budget: int | None = None, synthetic_per_class: int = 0) -> RunReport:
-    """Validate, evaluate the teacher, distil, evaluate everyone on test, export."""
+        teacher_budget: int | None = None, synthetic_per_class: int = 0,
+        work_dir: str | Path | None = None, resume: bool = False) -> RunReport:
+    """Validate, evaluate the teacher, distil, evaluate everyone on test, export.
+
+    `work_dir` keeps training checkpoints so that ``resume`` can continue a killed run.
+    """
     start = time.perf_counter()
     config = config or StudentConfig()
     task = load_task(task_dir)
     teacher = make_teacher(teacher_spec, task)
     teacher_report = evaluate_teacher(task, teacher, cache_dir, progress)
     result = distill(task, teacher, config, max_unlabelled, cache_dir, progress=progress,
-                     teacher_budget=teacher_budget, synthetic_per_class=synthetic_per_class)
+                     teacher_budget=teacher_budget, synthetic_per_class=synthetic_per_class,
+                     work_dir=work_dir, resume=resume)
     evaluations = [teacher_report.teacher, evaluate_student("student-base", result.student_base, task)]
     if result.student_tuned is not None:
         evaluations.append(evaluate_student("student-tuned", result.student_tuned, task))

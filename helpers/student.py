@@ -8,7 +8,10 @@ against a target distribution, so a single `compute_loss` serves them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +31,6 @@ from transformers import (
 )
 
 from helpers.models import resolve_backbone, set_threads
-
 
 EVAL_EVERY_MIN_STEPS = 10
 
@@ -180,7 +182,7 @@ def training_arguments(config: StudentConfig, n_rows: int, output_dir: Path) -> 
         warmup_steps=max(1, int(0.1 * epochs * steps_per_epoch)), weight_decay=0.01,
         eval_strategy="steps", eval_steps=every, save_strategy="best", logging_strategy="steps",
         logging_steps=every,
-        save_total_limit=1, save_only_model=True, load_best_model_at_end=True,
+        save_total_limit=1, load_best_model_at_end=True,
         metric_for_best_model="score", greater_is_better=True, seed=config.seed,
         data_seed=config.seed, full_determinism=True, use_cpu=True, report_to="none",
         dataloader_num_workers=0, remove_unused_columns=False)
@@ -196,18 +198,78 @@ class TrainedStudent:
     validation: dict
     train_seconds: float
     config: StudentConfig
+    resumed_from: str | None = None
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         return predict_proba(self.model, self.tokenizer, texts, self.config.max_length, batch_size)
 
     def to_dict(self) -> dict:
         return {"validation": self.validation, "train_seconds": self.train_seconds,
-                "config": asdict(self.config)}
+                "config": asdict(self.config), "resumed_from": self.resumed_from}
+
+
+RUN_FILE = "run.json"
+
+
+def fingerprint(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[str],
+                config: StudentConfig) -> str:
+    """Hash of everything that shapes a training run: data, classes and recipe."""
+    payload = {"rows": rows[["text", "soft_targets", "sample_weight", "temperature"]].values.tolist(),
+               "validation": validation[["text", "label"]].values.tolist(), "classes": classes,
+               "config": asdict(config)}
+    return hashlib.sha256(json.dumps(payload, default=str).encode()).hexdigest()
+
+
+def last_complete_checkpoint(work_dir: Path) -> str | None:
+    """Newest checkpoint whose trainer_state.json (written last by `Trainer`) is whole.
+
+    A process killed while saving leaves a folder without it; that one is skipped.
+    """
+    def step(folder: Path) -> int:
+        return int(folder.name.rsplit("-", 1)[1])
+
+    for folder in sorted(work_dir.glob("checkpoint-*[0-9]"), key=step, reverse=True):
+        try:
+            json.loads((folder / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        return str(folder)
+    return None
+
+
+def prepare_work_dir(work_dir: Path, stamp: str, resume: bool) -> str | None:
+    """Claim `work_dir` for this run; return the checkpoint to resume from, if asked and present.
+
+    A checkpoint is resumed only by the run that wrote it (same fingerprint): resuming
+    someone else's optimizer state would silently train a different model. Only a
+    folder a training run made (it holds run.json) is ever emptied.
+    """
+    marker = work_dir / RUN_FILE
+    if marker.exists():
+        if resume and json.loads(marker.read_text()).get("fingerprint") == stamp:
+            return last_complete_checkpoint(work_dir)
+        if resume:
+            raise ValueError(f"{work_dir} holds checkpoints of a different run (other data or settings). "
+                             "Run without resume to start over.")
+        shutil.rmtree(work_dir)
+    elif work_dir.exists() and any(work_dir.iterdir()):
+        raise ValueError(f"{work_dir} is not empty and was not made by a training run: "
+                         "choose an empty or new folder for checkpoints.")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"fingerprint": stamp}))
+    return None
 
 
 def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[str],
-                  config: StudentConfig, work_dir: Path, progress: bool = True) -> TrainedStudent:
-    """Fine-tune a fresh student on training rows; keep the best validation epoch."""
+                  config: StudentConfig, work_dir: Path, progress: bool = True,
+                  resume: bool = False) -> TrainedStudent:
+    """Fine-tune a fresh student on training rows; keep the best validation epoch.
+
+    Checkpoints (weights, optimizer, scheduler and random state) go to `work_dir`;
+    with ``resume`` a run killed part-way continues from its last checkpoint.
+    """
+    work_dir = Path(work_dir)
+    checkpoint = prepare_work_dir(work_dir, fingerprint(rows, validation, classes, config), resume)
     set_threads()
     set_seed(config.seed, deterministic=True)
     tokenizer, model = load_student(config.backbone, classes)
@@ -219,11 +281,12 @@ def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[st
         callbacks=[PatientEarlyStopping(config.patience, config.min_steps), ElapsedTime()])
     trainer.args.disable_tqdm = not progress
     start = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
     metrics = trainer.evaluate()
     return TrainedStudent(trainer.model.eval(), tokenizer, trainer.state.log_history,
-                          {k.removeprefix("eval_"): v for k, v in metrics.items()}, seconds, config)
+                          {k.removeprefix("eval_"): v for k, v in metrics.items()}, seconds, config,
+                          checkpoint and Path(checkpoint).name)
 
 
 def predict_proba(model, tokenizer, texts: list[str], max_length: int = 128,

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -316,8 +317,7 @@ def test_server_killed_mid_run_then_restart_resumes_from_the_cache(task, tmp_pat
     with llama_server(port, tmp_path / "first.log") as (_, proc):
         teacher = OpenAITeacher(task, spec)
         teacher.retry = RetryPolicy(attempts=2, base=0.1, cap=0.2)
-        killer = threading.Thread(target=kill_after_answers, args=(cache, proc, 2), daemon=True)
-        killer.start()
+        killer = when_answered(cache, 2, proc.kill)  # SIGKILL, like a crash
         with pytest.raises(TeacherUnavailable, match=f"127.0.0.1:{port}"):
             teacher.label(texts, cache_dir=cache, batch_size=2, progress=False)
         killer.join(timeout=60)
@@ -330,12 +330,45 @@ def test_server_killed_mid_run_then_restart_resumes_from_the_cache(task, tmp_pat
     assert labels.probs.shape == (len(texts), len(task.classes))
 
 
-def kill_after_answers(cache: Path, proc: subprocess.Popen, answers: int) -> None:
-    """Kill the server (SIGKILL, like a crash) once `answers` answers are on disk."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(cached_keys(cache)) < answers:
-        time.sleep(0.05)
-    proc.kill()
+def when_answered(cache: Path, answers: int, action: Callable[[], object]) -> threading.Thread:
+    """Run `action` in a thread once `answers` answers are on disk."""
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(cached_keys(cache)) < answers:
+            time.sleep(0.05)
+        action()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_stuck_server_times_out_clearly_and_a_slow_one_is_waited_for(task, tmp_path):
+    """SIGSTOP the real server: requests hang, the run stops with a clear message; resumed, a
+    server that stalls for a moment only slows the re-run, which asks for the missing texts only."""
+    texts = [f"the card I ordered on day {i} never came" for i in range(10)]
+    port, cache = free_port(), tmp_path / "cache"
+    spec = f"openai:smollm2@http://127.0.0.1:{port}/v1"
+    quick = RetryPolicy(attempts=2, base=0.1, cap=0.2)
+    with llama_server(port, tmp_path / "server.log") as (_, proc):
+        try:
+            stopper = when_answered(cache, 2, lambda: proc.send_signal(signal.SIGSTOP))
+            with pytest.raises(TeacherUnavailable, match="did not answer within 2 s.*TEACHER_TIMEOUT"):
+                OpenAITeacher(task, spec, timeout=2.0, retry=quick).label(
+                    texts, cache_dir=cache, batch_size=2, progress=False)
+            stopper.join(timeout=60)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        answered = cached_keys(cache)
+        assert 2 <= len(answered) < len(texts)
+        stall = lambda: (proc.send_signal(signal.SIGSTOP), time.sleep(1.5), proc.send_signal(signal.SIGCONT))  # noqa: E731
+        staller = when_answered(cache, len(answered) + 1, stall)
+        labels = OpenAITeacher(task, spec, timeout=30.0, retry=quick).label(
+            texts, cache_dir=cache, batch_size=2, progress=False)
+        staller.join(timeout=60)
+    keys = cached_keys(cache)
+    assert keys[: len(answered)] == answered and len(keys) == len(set(keys)) == len(texts)
+    assert labels.probs.shape == (len(texts), len(task.classes))
 
 
 def test_a_server_teacher_can_write_synthetic_examples(llama_url, task):

@@ -49,6 +49,9 @@ TRANSIENT = (openai.RateLimitError, openai.InternalServerError, openai.APIConnec
 ANSWER_PREFIX = re.compile(r"^(class|label|answer|category)\s*[:=-]\s*", re.IGNORECASE)
 
 
+DEFAULT_TIMEOUT = 60.0  # seconds per request; $TEACHER_TIMEOUT overrides it
+
+
 class TeacherUnavailable(RuntimeError):
     """The teacher's server cannot be reached or keeps refusing: the run cannot go on."""
 
@@ -177,13 +180,14 @@ class OpenAITeacher(Teacher):
     prompt_version = "openai-v1"
 
     def __init__(self, task: Task, spec: str, *, held_out: frozenset[int] = frozenset(),
-                 concurrency: int = 4, timeout: float = 60.0, max_retries_invalid: int = 2,
+                 concurrency: int = 4, timeout: float | None = None, max_retries_invalid: int = 2,
                  retry: RetryPolicy = RetryPolicy(), example_budget: int = 1500):
         super().__init__(task, spec)
         self.model, self.base_url = parse_spec(spec.partition(":")[2])
         self.concurrency, self.max_retries_invalid, self.retry = concurrency, max_retries_invalid, retry
         self.logprobs = True  # switched off once if the server rejects them
         self.checked = False
+        self.timeout = timeout = timeout or float(os.environ.get("TEACHER_TIMEOUT", DEFAULT_TIMEOUT))
         connect = min(timeout, 10.0)  # a black-holed host should not cost a whole minute
         self.client = openai.OpenAI(base_url=self.base_url, api_key=os.environ.get("OPENAI_API_KEY") or DUMMY_KEY,
                                     timeout=openai.Timeout(timeout, connect=connect), max_retries=0)
@@ -222,6 +226,8 @@ class OpenAITeacher(Teacher):
             return
         try:
             self.client.models.list()
+        except openai.APITimeoutError:
+            raise self.too_slow() from None
         except openai.APIConnectionError:
             raise self.unreachable() from None
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
@@ -235,6 +241,13 @@ class OpenAITeacher(Teacher):
             f"the teacher server at {self.where} is not reachable. Check that it is running "
             "(e.g. `python -m llama_cpp.server --model FILE.gguf --port 8080`, `ollama serve`, "
             "`vllm serve MODEL`), that host and port are right and that the URL ends in /v1.")
+
+    def too_slow(self) -> TeacherUnavailable:
+        return TeacherUnavailable(
+            f"the teacher server at {self.where} did not answer within {self.timeout:g} s, "
+            f"{self.retry.attempts} times: it is stuck or overloaded. Check its log; for a big model on "
+            "a CPU raise the limit with the environment variable TEACHER_TIMEOUT (seconds). "
+            "Answers received so far are cached: a re-run asks only for the rest.")
 
     def refused(self, exc: openai.APIStatusError) -> TeacherUnavailable:
         return TeacherUnavailable(f"the teacher server at {self.where} refused the request "
@@ -296,6 +309,8 @@ class OpenAITeacher(Teacher):
         except openai.APIStatusError as exc:
             raise RuntimeError(f"the teacher server at {self.where} answered {exc.status_code}: "
                                f"{self.scrub(str(exc.message))}") from None
+        except openai.APITimeoutError:
+            raise self.too_slow() from None
         except openai.APIConnectionError:
             raise self.unreachable() from None
         tokens = choice.logprobs.content if choice.logprobs and choice.logprobs.content else []
