@@ -12,21 +12,25 @@ PLOT = "benchmarks/accuracy.png"
 
 def flatten(record: dict) -> dict:
     t, b, s = record["teacher"], record["student_base"], record["student_tuned"]
+    kept = s["accuracy"] if s["kept"] == "student-tuned" else b["accuracy"]
     return {"task": record["task"], "teacher": t["spec"], "seed": record.get("seed", 0),
+            "guard_folds": record.get("data", {}).get("guard", {}).get("folds", 1),
             "n_test": record["n_test"], "teacher_acc": t["accuracy"], "teacher_texts_per_s": t["texts_per_s"],
             "tfidf_acc": record["baselines"]["tfidf_logreg"]["accuracy"], "base_acc": b["accuracy"],
-            "tuned_acc": s["accuracy"], "tuned_f1": s["macro_f1"], "kept": s["kept"],
+            "tuned_acc": s["accuracy"], "tuned_f1": s["macro_f1"], "kept": s["kept"], "kept_acc": kept,
+            "kept_below_base": kept < b["accuracy"],
             "train_s": s["train_seconds"], "p50_ms": s["p50_ms_batch1"], "texts_per_s_b32": s["texts_per_s_batch32"],
             "size_mb": s["size_mb"], "total_s": record["total_seconds"]}
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std over seeds per task and teacher."""
-    metrics = ["teacher_acc", "tfidf_acc", "base_acc", "tuned_acc", "tuned_f1", "p50_ms", "total_s"]
-    grouped = frame.groupby(["task", "teacher"])
+    """Mean ± std over seeds per task, teacher and guard; how often the kept model lost to base."""
+    metrics = ["teacher_acc", "tfidf_acc", "base_acc", "tuned_acc", "kept_acc", "tuned_f1", "p50_ms", "total_s"]
+    grouped = frame.groupby(["task", "teacher", "guard_folds"])
     mean, std, n = grouped[metrics].mean(), grouped[metrics].std().fillna(0), grouped.size()
     table = mean.round(3).astype(str) + " ± " + std.round(3).astype(str)
     table.insert(0, "seeds", n)
+    table.insert(1, "kept < base", grouped["kept_below_base"].sum())
     return table.reset_index()
 
 

@@ -28,11 +28,12 @@ def slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in text)
 
 
-def run_one(task_dir: Path, teacher: str, seed: int, extra: list[str]) -> Path:
+def run_one(task_dir: Path, teacher: str, seed: int, guard_folds: int = 1) -> Path:
     """One `python -m helpers benchmark` call in a subprocess (fresh memory, honest timing)."""
-    out = RESULTS / f"{slug(task_dir.name.removeprefix('data-'))}-{slug(teacher)}-seed{seed}.json"
+    guard = f"-guard{guard_folds}" if guard_folds > 1 else ""
+    out = RESULTS / f"{slug(task_dir.name.removeprefix('data-'))}-{slug(teacher)}{guard}-seed{seed}.json"
     cmd = [sys.executable, "-m", "helpers", "benchmark", "--task", str(task_dir), "--teacher", teacher,
-           "--seed", str(seed), "--json", str(out), *extra]
+           "--seed", str(seed), "--guard-folds", str(guard_folds), "--json", str(out)]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return out
@@ -45,7 +46,7 @@ def run_banking77(source: Path, shots: list[int], teacher: str, seeds: list[int]
         for k in shots:
             task = build_banking77_task(source, k, Path(tmp) / f"data-banking77-{k}shot", max_unlabelled)
             for seed in seeds:
-                run_one(task, teacher, seed, [])
+                run_one(task, teacher, seed)
 
 
 def machine() -> str:
@@ -65,13 +66,14 @@ def main() -> None:
     parser.add_argument("--banking77", type=Path, default=ROOT.parent / "shared" / "benchmarks" / "banking77")
     parser.add_argument("--shots", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--max-unlabelled", type=int, default=1500)
+    parser.add_argument("--guard-folds", type=int, default=1, help="folds the never-worse guard pools")
     parser.add_argument("--render", action="store_true", help="only rebuild BENCHMARKS.md")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if "tasks" in args.suite:
         for task in args.tasks:
             for seed in args.seeds:
-                run_one(ROOT / task, args.teacher, seed, [])
+                run_one(ROOT / task, args.teacher, seed, args.guard_folds)
     if "banking77" in args.suite:
         run_banking77(args.banking77, args.shots, args.teacher, args.seeds, args.max_unlabelled)
     from report import render

@@ -36,7 +36,7 @@ def scores(evaluation: Evaluation) -> dict:
 
 
 def run_benchmark(task_dir: str | Path, teacher_spec: str, backbone: str = "minilm", seed: int = 0,
-                  max_unlabelled: int | None = None, epochs: int | None = None) -> dict:
+                  max_unlabelled: int | None = None, epochs: int | None = None, guard_folds: int = 1) -> dict:
     """Full pipeline on one task; returns the benchmark record (see BENCHMARKS.md)."""
     from helpers.deploy import measure_latency
     from helpers.pipeline import run
@@ -44,7 +44,7 @@ def run_benchmark(task_dir: str | Path, teacher_spec: str, backbone: str = "mini
     config = StudentConfig(backbone=backbone, seed=seed, **({"epochs": epochs} if epochs else {}))
     with tempfile.TemporaryDirectory() as tmp:
         report = run(task_dir, teacher_spec, Path(tmp) / "model", config, max_unlabelled,
-                     cache_dir=Path(tmp) / "cache", progress=False)
+                     cache_dir=Path(tmp) / "cache", progress=False, guard_folds=guard_folds)
         student = report.result.student
         latency = measure_latency(student.model, report.task.test["text"].tolist(), student.tokenizer,
                                   size_path=Path(tmp) / "model" / "model.safetensors")

@@ -30,7 +30,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     work_dir = args.work_dir or Path(".cache/runs") / Path(args.task).resolve().name
     report = run(args.task, args.teacher, args.out, config, args.max_unlabelled, args.cache,
                  teacher_budget=args.teacher_budget, synthetic_per_class=args.synthetic_per_class,
-                 work_dir=work_dir, resume=args.resume)
+                 work_dir=work_dir, resume=args.resume, guard_folds=args.guard_folds)
     print(report.text())
     return 0
 
@@ -42,7 +42,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
     from helpers.benchmark import run_benchmark
 
-    record = run_benchmark(args.task, args.teacher, args.backbone, args.seed, args.max_unlabelled, args.epochs)
+    record = run_benchmark(args.task, args.teacher, args.backbone, args.seed, args.max_unlabelled, args.epochs,
+                           args.guard_folds)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(record, indent=2))
     print(json.dumps(record, indent=2))
@@ -79,6 +80,7 @@ def add_distill(commands) -> None:
     distill.add_argument("--cache", default=".cache/teacher", help="teacher answer cache folder")
     distill.add_argument("--work-dir", default=None,
                          help="training checkpoints folder (default .cache/runs/<task folder name>)")
+    add_guard_folds(distill)
     distill.add_argument("--resume", action="store_true",
                          help="continue a killed run from its last checkpoint in --work-dir")
     distill.set_defaults(func=cmd_distill)
@@ -94,8 +96,14 @@ def add_benchmark(commands) -> None:
     bench.add_argument("--seed", type=int, default=0, help="random seed")
     bench.add_argument("--max-unlabelled", type=positive_int, default=None, help="cap on unlabelled rows")
     bench.add_argument("--epochs", type=positive_int, default=None, help="training epochs")
+    add_guard_folds(bench)
     bench.add_argument("--json", required=True, help="where to write the JSON record")
     bench.set_defaults(func=cmd_benchmark)
+
+
+def add_guard_folds(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--guard-folds", type=positive_int, default=1,
+                        help="seed-row folds the never-worse guard pools (default 1; 3 is steadier, 3x training)")
 
 
 def positive_int(value: str) -> int:

@@ -108,8 +108,38 @@ def test_leakage_guard_drops_exact_and_near_copies_of_test_rows():
     assert kept == ["How do I change my PIN?"] and dropped == 2
 
 
+def test_validation_folds_hold_out_different_rows_of_every_class(task):
+    held = [split_validation(task.train, 0, fold=f)[1] for f in range(5)]
+    for validation in held:
+        assert sorted(validation["label"]) == ["delivery", "refund"]
+    first_four = [set(v.index) for v in held[:4]]
+    assert len(set().union(*first_four)) == 8  # 4 rows per class: four disjoint folds cover all
+    assert set(held[4].index) == set(held[0].index)  # then they wrap around
+
+
+def test_guard_scores_pool_the_held_out_rows_of_every_fold():
+    from helpers.distill import pooled_scores
+
+    pairs = [(np.array([0, 1]), np.array([0, 1])), (np.array([1, 1]), np.array([0, 1]))]
+    assert pooled_scores(pairs) == {"accuracy": 0.75, "f1": pytest.approx(0.7333, abs=1e-4), "rows": 4}
+
+
+def test_distill_with_guard_folds_judges_on_every_fold(task, tmp_path):
+    from helpers.distill import distill
+    from helpers.teachers.seed import SeedTeacher
+
+    result = distill(task, SeedTeacher(task), TINY, progress=False, guard_folds=2, work_dir=tmp_path)
+    guard = result.stats["guard"]
+    assert guard["folds"] == 2
+    assert guard["student-base"]["rows"] == guard["student-tuned"]["rows"] == 4  # 2 folds x 2 classes
+    assert result.chosen == choose_student(guard["student-base"], guard["student-tuned"])
+    assert {"fold1-base", "fold1-tuned", "base", "tuned"} <= {p.name for p in tmp_path.iterdir()}
+    with pytest.raises(ValueError, match="guard_folds"):
+        distill(task, None, TINY, guard_folds=0)
+
+
 def student_with(accuracy: float, f1: float, loss: float = 0.1):
-    return type("S", (), {"validation": {"accuracy": accuracy, "f1": f1, "loss": loss}})()
+    return {"accuracy": accuracy, "f1": f1, "loss": loss}
 
 
 def test_never_worse_guard():
