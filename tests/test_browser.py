@@ -16,6 +16,7 @@ Needs `/usr/bin/chromium` (`apt-get install -y chromium`) and `playwright` (the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -361,6 +362,20 @@ def shut_down_kernel(lab: Lab, name: str) -> None:
             lab.api("DELETE", f"/api/sessions/{session['id']}", timeout=30)
 
 
+@contextlib.contextmanager
+def run_all(lab: Lab, browser, name: str):
+    """Open `name`, Run All, yield (page, error outputs); always close the page and the kernel."""
+    page = browser.new_page()
+    try:
+        started = time.monotonic()
+        open_and_run_all(lab, page, name)
+        print(f"\n{name}: Run All took {time.monotonic() - started:.0f} s")
+        yield page, error_outputs(lab, page, name)
+    finally:
+        page.close()
+        shut_down_kernel(lab, name)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Tests
 
@@ -383,13 +398,8 @@ def test_an_error_in_a_cell_is_detected(lab, browser):
                 nbformat.v4.new_code_cell("raise ValueError('on purpose')"),
                 nbformat.v4.new_code_cell("print('never runs')")]
     nbformat.write(nb, lab.root / name)
-    page = browser.new_page()
-    try:
-        open_and_run_all(lab, page, name)
-        errors = error_outputs(lab, page, name)
-    finally:
-        page.close()
-        shut_down_kernel(lab, name)
+    with run_all(lab, browser, name) as (_, errors):
+        pass
     assert any("ValueError" in e and e.startswith("page:") for e in errors), errors
     assert any(e == "saved: ValueError: on purpose" for e in errors), errors
     assert any(e.startswith("not every code cell ran") for e in errors), errors
@@ -403,13 +413,7 @@ def test_training_notebook_in_the_browser(lab, browser):
         "TASK_DIR": str(TASK), "TEACHER": "seed", "MAX_UNLABELLED": 24, "EPOCHS": 1,
         "OUTPUT_DIR": str(out / "model"), "CACHE_DIR": str(out / "cache")})
     classes = list(json.loads((TASK / "job_description.json").read_text())["classes_description"])
-    page = browser.new_page()
-    try:
-        started = time.monotonic()
-        open_and_run_all(lab, page, name)
-        print(f"\n{name}: Run All took {time.monotonic() - started:.0f} s")
-        errors = error_outputs(lab, page, name)
-
+    with run_all(lab, browser, name) as (page, errors):
         panel = page.locator(PANEL)
         table = panel.locator(".jp-OutputArea-output table", has_text="student-base").last
         table.scroll_into_view_if_needed()
@@ -433,9 +437,6 @@ def test_training_notebook_in_the_browser(lab, browser):
         assert all(c in after for c in classes), after
         assert len(re.findall(r"\d+\.\d%", after)) == len(classes), after
         shot = screenshot(page, name)
-    finally:
-        page.close()
-        shut_down_kernel(lab, name)
     assert not errors, "\n\n".join(errors)
     assert (out / "ecommerce-model.tar").exists(), "the training notebook wrote no tarball"
     assert shot.stat().st_size > 0
@@ -454,18 +455,10 @@ def test_deployment_notebook_in_the_browser(lab, browser):
     prepare(NOTEBOOKS / name, lab.root / name, {
         "MODEL_TAR": str(tarball), "MODEL_DIR": str(deploy / "model"), "TEST_CSV": str(test_csv),
         "RUN_ONNX": False})
-    page = browser.new_page()
-    try:
-        started = time.monotonic()
-        open_and_run_all(lab, page, name)
-        print(f"\n{name}: Run All took {time.monotonic() - started:.0f} s")
-        errors = error_outputs(lab, page, name)
+    with run_all(lab, browser, name) as (page, errors):
         panel = page.locator(PANEL)
         text = panel.locator(".jp-OutputArea").all_inner_texts()
         shot = screenshot(page, name)
-    finally:
-        page.close()
-        shut_down_kernel(lab, name)
     assert not errors, "\n\n".join(errors)
     joined = "\n".join(text)
     assert "accuracy:" in joined and "server stopped" in joined, joined[-3000:]

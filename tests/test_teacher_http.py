@@ -283,25 +283,27 @@ def test_non_class_replies_are_retried_then_marked_invalid(tiny_server, task):
                                                for m in bodies[0]["messages"] if m["role"] == "system")
 
 
-def test_unknown_model_lists_what_the_server_offers(tiny_server, task, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+def echoing_server(tiny_server, status: int, message: str) -> str:
+    """A server that lists models but answers chats with `status` and `message`, which may
+    echo the requested model ({model}) and the Authorization header ({auth})."""
     url, _ = tiny_server(lambda path, body, headers: MODELS if path.endswith("/models") else
-                         (404, {"error": {"message": f"no model {body['model']} (auth {headers['authorization']})"}}))
-    teacher = OpenAITeacher(task, f"openai:gamma@{url}")
-    with pytest.raises(TeacherUnavailable, match="'gamma' not found") as raised:
-        teacher.predict(["where is my parcel"])
-    assert "alpha, beta" in str(raised.value) and SECRET not in str(raised.value)
+                         (status, {"error": {"message": message.format(model=body["model"],
+                                                                       auth=headers["authorization"])}}))
+    return url
 
 
-def test_api_key_echoed_by_a_server_is_blanked_in_errors(tiny_server, task, monkeypatch):
+@pytest.mark.parametrize(("status", "model", "error", "says"), [
+    (404, "gamma", TeacherUnavailable, r"'gamma' not found.*alpha, beta"),  # lists what is served
+    (400, "alpha", RuntimeError, r"400.*Bearer \*\*\*"),  # the echoed key is blanked
+])
+def test_server_errors_are_explained_without_the_api_key(tiny_server, task, monkeypatch, status, model,
+                                                         error, says):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    url, _ = tiny_server(lambda path, body, headers: MODELS if path.endswith("/models") else
-                         (400, {"error": {"message": f"bad request from {headers['authorization']}"}}))
-    teacher = OpenAITeacher(task, f"openai:alpha@{url}")
-    with pytest.raises(RuntimeError, match="400") as raised:
+    url = echoing_server(tiny_server, status, "no model {model} (auth {auth})")
+    teacher = OpenAITeacher(task, f"openai:{model}@{url}")
+    with pytest.raises(error, match=says) as raised:
         teacher.predict(["where is my parcel"])
-    assert SECRET not in str(raised.value) and "***" in str(raised.value)
-    assert SECRET not in repr(teacher)
+    assert SECRET not in str(raised.value) and SECRET not in repr(teacher)
 
 
 def cached_keys(cache_dir: Path) -> list[str]:
