@@ -37,17 +37,20 @@ def test_notebooks_have_a_parameters_cell_of_literals(path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task,teacher", [("data-ecommerce", "seed"),
-                                          ("data-injury", "local:smollm2-135m+seed")])
-def test_training_notebook_runs_on_other_tasks(tmp_path, task, teacher):
+@pytest.mark.parametrize("task,teacher,folds", [("data-ecommerce", "seed", 2),
+                                                ("data-injury", "local:smollm2-135m+seed", 1)])
+def test_training_notebook_runs_on_other_tasks(tmp_path, task, teacher, folds):
     out = tmp_path / "model"
     papermill.execute_notebook(
         str(ROOT / "notebooks" / "classification-training.ipynb"), str(tmp_path / "run.ipynb"),
         cwd=str(ROOT / "notebooks"), progress_bar=False,
         parameters={"TASK_DIR": str(ROOT / task), "TEACHER": teacher, "MAX_UNLABELLED": 24,
-                    "EPOCHS": 1, "OUTPUT_DIR": str(out), "CACHE_DIR": str(tmp_path / "cache")})
+                    "EPOCHS": 1, "OUTPUT_DIR": str(out), "CACHE_DIR": str(tmp_path / "cache"),
+                    "RUNS_DIR": str(tmp_path / "runs"), "GUARD_FOLDS": folds})
     logs = json.loads((out / "training-logs.json").read_text())
     assert logs["task"] == task.removeprefix("data-") and logs["teacher"] == teacher
+    assert logs["data"]["guard"]["folds"] == folds
+    assert (tmp_path / "runs" / logs["task"] / "base" / "run.json").exists()  # checkpoints went where asked
     models = [row["model"] for row in logs["evaluation"]]
     assert models[1:] == ["student-base", "student-tuned"]
     assert all(0 <= row["accuracy"] <= 1 for row in logs["evaluation"])
