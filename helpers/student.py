@@ -42,12 +42,24 @@ class StudentConfig:
     backbone: str = "minilm"
     epochs: int = 5
     min_steps: int = 150
+    min_examples_per_class: int = 150
     learning_rate: float = 1e-4
     batch_size: int = 8
     max_length: int = 128
     temperature: float = 2.0
     patience: int = 4
     seed: int = 0
+
+    def floor_steps(self, n_classes: int) -> int:
+        """Updates before early stopping may end training: `min_steps`, and enough for
+        each class to come round about `min_examples_per_class` times.
+
+        A fresh head must learn one direction per class. On BANKING77 (77 classes,
+        10 rows each) five epochs were 5 steps per class and student-base reached
+        0.53 on a dev split of BANKING77's train set; 15 epochs gave 0.79. With up
+        to 8 classes the second term is below 150 and changes nothing.
+        """
+        return max(self.min_steps, math.ceil(self.min_examples_per_class * n_classes / self.batch_size))
 
 
 def load_student(backbone: str, classes: list[str]):
@@ -166,15 +178,16 @@ class ElapsedTime(TrainerCallback):
             logs["elapsed_seconds"] = round(time.perf_counter() - self.start, 2)
 
 
-def training_arguments(config: StudentConfig, n_rows: int, output_dir: Path) -> TrainingArguments:
+def training_arguments(config: StudentConfig, n_rows: int, n_classes: int, output_dir: Path
+                       ) -> TrainingArguments:
     """Evaluation and checkpoints every epoch (or every 10 steps, if epochs are shorter).
 
-    Enough epochs for `min_steps` updates. On 16 seed rows an epoch is two steps,
+    Enough epochs for `config.floor_steps` updates. On 16 seed rows an epoch is two steps,
     so epoch-wise patience would mean a handful of steps; counted in evaluations
     of at least 10 steps it means something on every task size.
     """
     steps_per_epoch = max(1, math.ceil(n_rows / config.batch_size))
-    epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
+    epochs = max(config.epochs, math.ceil(config.floor_steps(n_classes) / steps_per_epoch))
     every = max(steps_per_epoch, EVAL_EVERY_MIN_STEPS)
     return TrainingArguments(
         output_dir=str(output_dir), num_train_epochs=epochs, learning_rate=config.learning_rate,
@@ -274,11 +287,11 @@ def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[st
     set_seed(config.seed, deterministic=True)
     tokenizer, model = load_student(config.backbone, classes)
     trainer = DistillationTrainer(
-        model=model, args=training_arguments(config, len(rows), work_dir),
+        model=model, args=training_arguments(config, len(rows), len(classes), work_dir),
         train_dataset=to_dataset(rows, tokenizer, config.max_length),
         eval_dataset=to_dataset(gold_rows(validation, classes), tokenizer, config.max_length),
         data_collator=collate(tokenizer, config.max_length), compute_metrics=compute_metrics,
-        callbacks=[PatientEarlyStopping(config.patience, config.min_steps), ElapsedTime()])
+        callbacks=[PatientEarlyStopping(config.patience, config.floor_steps(len(classes))), ElapsedTime()])
     trainer.args.disable_tqdm = not progress
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)

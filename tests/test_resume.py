@@ -25,7 +25,7 @@ from helpers.student import (
 from helpers.task import load_task
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = StudentConfig(epochs=2, min_steps=60, batch_size=4, patience=100)
+CONFIG = StudentConfig(epochs=2, min_steps=60, min_examples_per_class=0, batch_size=4, patience=100)
 TRAIN = [("I want my money back", "refund"), ("please refund the order", "refund"),
          ("refund me for the broken kettle", "refund"), ("money back for my late order", "refund"),
          ("parcel has not arrived", "delivery"), ("where is my package", "delivery"),

