@@ -2,6 +2,7 @@
 prefix KV-cache speed-up of the local LLM scorer.
 
     python benchmarks/teachers.py                     # writes benchmarks/results/teachers.json
+    python benchmarks/teachers.py --teachers "local:smollm2-135m?retrieve=4"   # adds to it
 """
 
 from __future__ import annotations
@@ -57,7 +58,14 @@ def main() -> None:
                 record["committee_weights"] = [round(float(w), 2) for w in record["committee_weights"]]
             print(json.dumps(record), flush=True)
             records.append(record)
-    (ROOT / "benchmarks" / "results" / "teachers.json").write_text(json.dumps(records, indent=2))
+    save(records, ROOT / "benchmarks" / "results" / "teachers.json")
+
+
+def save(records: list[dict], path: Path) -> None:
+    """Merge into teachers.json: a re-measured (task, teacher) pair replaces its old record."""
+    fresh = {(r["task"], r["teacher"]) for r in records}
+    old = json.loads(path.read_text()) if path.exists() else []
+    path.write_text(json.dumps([r for r in old if (r["task"], r["teacher"]) not in fresh] + records, indent=2))
 
 
 if __name__ == "__main__":

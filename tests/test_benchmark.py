@@ -62,3 +62,16 @@ def test_report_renders_mean_and_spread(tmp_path):
     text = render([record(0, 0.8), record(1, 0.9)], "test machine", root=tmp_path)
     assert "0.85 ± 0.071" in text and "test machine" in text
     assert (tmp_path / "benchmarks" / "accuracy.png").stat().st_size > 1000
+
+
+def test_teacher_records_merge_and_a_remeasured_pair_replaces_its_old_record(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from teachers import save
+
+    path = tmp_path / "teachers.json"
+    save([{"task": "shop", "teacher": "seed", "accuracy": 0.5},
+          {"task": "shop", "teacher": "local:x", "accuracy": 0.2}], path)
+    save([{"task": "shop", "teacher": "local:x", "accuracy": 0.3},
+          {"task": "shop", "teacher": "local:x?retrieve=4", "accuracy": 0.4}], path)
+    records = {(r["task"], r["teacher"]): r["accuracy"] for r in json.loads(path.read_text())}
+    assert records == {("shop", "seed"): 0.5, ("shop", "local:x"): 0.3, ("shop", "local:x?retrieve=4"): 0.4}
