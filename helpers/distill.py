@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,14 +191,27 @@ def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = 
     """
     if guard_folds < 1:
         raise ValueError(f"guard_folds must be 1 or more, got {guard_folds}")
-    if work_dir is None:
-        if resume:
-            raise ValueError("resume needs the work_dir where the interrupted run saved its checkpoints")
-        with tempfile.TemporaryDirectory(prefix="distill-") as tmp:
-            return distill(task, teacher, config, max_unlabelled, cache_dir, tmp, progress,
-                           teacher_budget, synthetic_per_class, guard_folds=guard_folds)
-    config = config or StudentConfig()
-    work = Path(work_dir)
+    if work_dir is None and resume:
+        raise ValueError("resume needs the work_dir where the interrupted run saved its checkpoints")
+    with working_folder(work_dir) as work:
+        return run_recipe(task, teacher, config or StudentConfig(), max_unlabelled, cache_dir, work,
+                          progress, teacher_budget, synthetic_per_class, resume, guard_folds)
+
+
+@contextmanager
+def working_folder(work_dir: str | Path | None) -> Iterator[Path]:
+    """The user's checkpoint folder, or a temporary one that is removed afterwards."""
+    if work_dir is not None:
+        yield Path(work_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="distill-") as tmp:
+        yield Path(tmp)
+
+
+def run_recipe(task: Task, teacher: Teacher | None, config: StudentConfig, max_unlabelled: int | None,
+               cache_dir: str | Path | None, work: Path, progress: bool, teacher_budget: int | None,
+               synthetic_per_class: int, resume: bool, guard_folds: int) -> DistillResult:
+    """The steps of the module docstring, checkpointing under `work` (see `distill`)."""
     splits = [split_validation(task.train, config.seed, fold=fold) for fold in range(guard_folds)]
     train, validation = splits[0]
     seed_rows = gold_rows(train, task.classes)

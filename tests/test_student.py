@@ -138,6 +138,20 @@ def test_distill_with_guard_folds_judges_on_every_fold(task, tmp_path):
         distill(task, None, TINY, guard_folds=0)
 
 
+def test_distill_without_a_work_dir_cleans_up_its_temporary_checkpoints(task, tmp_path, monkeypatch):
+    import tempfile
+
+    from helpers.distill import distill
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    result = distill(task, None, TINY, progress=False)
+    assert result.chosen == "student-base" and result.student_tuned is None
+    assert result.student_base.predict_proba(["where is my parcel"]).shape == (1, 2)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="resume needs the work_dir"):
+        distill(task, None, TINY, resume=True)
+
+
 def student_with(accuracy: float, f1: float, loss: float = 0.1):
     return {"accuracy": accuracy, "f1": f1, "loss": loss}
 
