@@ -1,5 +1,5 @@
 """Teacher benchmark: accuracy and speed of each teacher on each example task, and the
-prefix KV-cache speed-up of the local LLM scorer.
+prefix KV-cache and batching speed-ups of the local LLM scorer.
 
     python benchmarks/teachers.py                     # writes benchmarks/results/teachers.json
     python benchmarks/teachers.py --teachers "local:smollm2-135m?retrieve=4"   # adds to it
@@ -17,17 +17,17 @@ TASKS = ["data-banking-routing", "data-ecommerce", "data-mental-health", "data-i
 TEACHERS = ["seed", "local:smollm2-135m", "local:smollm2-135m+seed"]
 
 
-def prefix_cache_speedup(teacher, texts: list[str]) -> dict:
-    """Seconds per text with and without reusing the shared prompt's KV cache."""
-    timings = {}
-    for use in (True, False):
-        teacher.use_prefix_cache = use
+def speedup(teacher, texts: list[str], setting: str, values: tuple, names: tuple[str, str]) -> dict:
+    """Seconds per text under two values of one teacher setting, and their ratio (first / second)."""
+    timings, before = {}, getattr(teacher, setting)
+    for value, name in zip(values, names):
+        setattr(teacher, setting, value)
         start = time.perf_counter()
         teacher.predict(texts)
-        timings["with_cache" if use else "without_cache"] = (time.perf_counter() - start) / len(texts)
-    teacher.use_prefix_cache = True
+        timings[name] = (time.perf_counter() - start) / len(texts)
+    setattr(teacher, setting, before)
     return {**{k: round(v, 3) for k, v in timings.items()},
-            "speedup": round(timings["without_cache"] / timings["with_cache"], 2)}
+            "speedup": round(timings[names[1]] / timings[names[0]], 2)}
 
 
 def main() -> None:
@@ -53,7 +53,10 @@ def main() -> None:
                       "setup_seconds": round(setup, 1), "seed_only_accuracy": round(report.baseline.accuracy, 4),
                       "committee_weights": getattr(teacher, "weights", None)}
             if spec.startswith("local:") and "+" not in spec:
-                record["prefix_cache"] = prefix_cache_speedup(teacher, task.test["text"].tolist()[:16])
+                texts = task.test["text"].tolist()[:16]
+                record["prefix_cache"] = speedup(teacher, texts, "use_prefix_cache", (True, False),
+                                                 ("with_cache", "without_cache"))
+                record["batching"] = speedup(teacher, texts, "batch_size", (4, 1), ("batch4", "batch1"))
             if record["committee_weights"] is not None:
                 record["committee_weights"] = [round(float(w), 2) for w in record["committee_weights"]]
             print(json.dumps(record), flush=True)

@@ -131,10 +131,35 @@ def test_prefix_cache_gives_the_same_scores_as_a_full_forward(smollm2):
     assert np.argmax(cached) == np.argmax(full)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("cached", [True, False])
+def test_a_batch_of_texts_scores_like_one_text_at_a_time(smollm2, cached):
+    """Texts of different lengths share one padded batch; padding must not change the answer."""
+    texts = ["refund", "the courier left my parcel at the wrong house two streets away", INJECTION]
+    smollm2.use_prefix_cache = cached
+    try:
+        one_by_one = np.array([smollm2.raw_scores(text) for text in texts])
+        batched = smollm2.score_batch(texts, [[] for _ in texts])
+    finally:
+        smollm2.use_prefix_cache = True
+    # bf16: other shapes round differently (the longest text, unpadded, moves by up to ~4%)
+    np.testing.assert_allclose(batched, one_by_one, rtol=0.05, atol=0.35)
+    assert (batched.argmax(1) == one_by_one.argmax(1)).all()
+
+
+def test_spec_options_parse_with_defaults():
+    from helpers.teachers import spec_options
+
+    assert spec_options("m.gguf") == ("m.gguf", {"retrieve": 0, "batch": 1})
+    assert spec_options("m.gguf?retrieve=4&batch=8") == ("m.gguf", {"retrieve": 4, "batch": 8})
+
+
 @pytest.mark.parametrize(("spec", "message"), [("local:smollm2-135m?retrieve=four", "whole number"),
                                                ("local:smollm2-135m?retrieve=", "whole number"),
-                                               ("local:smollm2-135m?k=4", "only option")])
-def test_bad_retrieve_option_is_explained(task, spec, message):
+                                               ("local:smollm2-135m?batch=0", "1 or more"),
+                                               ("local:smollm2-135m?retrieve=4&batch=x", "whole number"),
+                                               ("local:smollm2-135m?k=4", "only options")])
+def test_bad_spec_option_is_explained(task, spec, message):
     with pytest.raises(ValueError, match=message):
         make_teacher(spec, task)
 

