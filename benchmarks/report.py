@@ -8,13 +8,20 @@ from pathlib import Path
 import pandas as pd
 
 PLOT = "benchmarks/accuracy.png"
+# v1: the teacher that labelled for student-tuned had seen the guard's validation rows (biased guard);
+# v2: it is rebuilt without them (records carry data.teacher_seed_rows). See benchmarks/NOTES.md.
+RECIPES = ("v1", "v2")
+
+
+def recipe(record: dict) -> str:
+    return "v2" if "teacher_seed_rows" in record.get("data", {}) else "v1"
 
 
 def flatten(record: dict) -> dict:
     t, b, s = record["teacher"], record["student_base"], record["student_tuned"]
     kept = s["accuracy"] if s["kept"] == "student-tuned" else b["accuracy"]
     return {"task": record["task"], "teacher": t["spec"], "seed": record.get("seed", 0),
-            "guard_folds": record.get("data", {}).get("guard", {}).get("folds", 1),
+            "guard_folds": record.get("data", {}).get("guard", {}).get("folds", 1), "recipe": recipe(record),
             "n_test": record["n_test"], "teacher_acc": t["accuracy"], "teacher_texts_per_s": t["texts_per_s"],
             "tfidf_acc": record["baselines"]["tfidf_logreg"]["accuracy"], "base_acc": b["accuracy"],
             "tuned_acc": s["accuracy"], "tuned_f1": s["macro_f1"], "kept": s["kept"], "kept_acc": kept,
@@ -26,7 +33,7 @@ def flatten(record: dict) -> dict:
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std over seeds per task, teacher and guard; how often the kept model lost to base."""
     metrics = ["teacher_acc", "tfidf_acc", "base_acc", "tuned_acc", "kept_acc", "tuned_f1", "p50_ms", "total_s"]
-    grouped = frame.groupby(["task", "teacher", "guard_folds"])
+    grouped = frame.groupby(["task", "teacher", "guard_folds", "recipe"])
     mean, std, n = grouped[metrics].mean(), grouped[metrics].std().fillna(0), grouped.size()
     table = mean.round(3).astype(str) + " ± " + std.round(3).astype(str)
     table.insert(0, "seeds", n)
@@ -38,7 +45,9 @@ def plot(frame: pd.DataFrame, root: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    means = frame.groupby("task")[["teacher_acc", "tfidf_acc", "base_acc", "tuned_acc"]].mean()
+    newest = frame.groupby("task")["recipe"].transform("max")  # each task's latest recipe only
+    latest = frame[frame["recipe"] == newest]
+    means = latest.groupby("task")[["teacher_acc", "tfidf_acc", "base_acc", "tuned_acc"]].mean()
     ax = means.plot.barh(figsize=(8, 0.8 * len(means) + 1.5))
     ax.set_xlim(0, 1)
     ax.set_xlabel("test accuracy (mean over seeds)")

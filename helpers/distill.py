@@ -3,8 +3,9 @@
 The recipe, in order:
 1. carve a validation split from the seed rows (the test set is never touched);
 2. train student-base on the seed rows alone (the bar to beat);
-3. let the teacher label the unstructured corpus (leaked rows removed, labels capped
-   per class so a biased teacher cannot flood one class);
+3. let the teacher, rebuilt without the validation rows, label the unstructured
+   corpus (leaked rows removed, labels capped per class so a biased teacher cannot
+   flood one class);
 4. train student-tuned on gold + teacher rows;
 5. keep whichever student is better on validation: a weak teacher never makes
    the user's model worse.
@@ -147,24 +148,60 @@ def pooled_scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
             "rows": len(truth)}
 
 
-def guard_scores(task: Task, taught: pd.DataFrame, splits: list, trained: tuple[TrainedStudent, ...],
-                 config: StudentConfig, work: Path, progress: bool, resume: bool) -> dict[str, dict]:
+@dataclass
+class Recipe:
+    """What every step of one distillation run shares (see `distill` for the meaning)."""
+
+    task: Task
+    config: StudentConfig
+    work: Path
+    cache_dir: str | Path | None = None
+    progress: bool = True
+    resume: bool = False
+    synthetic_per_class: int = 0
+
+    def train(self, rows: pd.DataFrame, validation: pd.DataFrame, name: str) -> TrainedStudent:
+        """One student, checkpointed under work/name."""
+        return train_student(rows, validation, self.task.classes, self.config, self.work / name,
+                             self.progress, self.resume)
+
+    def teach(self, teacher: Teacher, texts: list[str]) -> tuple[pd.DataFrame, TeacherLabels, dict]:
+        """Teacher rows for student-tuned: the corpus labelled and capped per class, plus
+        synthetic texts when the teacher can write (checked against its own seed rows)."""
+        labels = teacher.label(texts, cache_dir=self.cache_dir, progress=self.progress,
+                               desc="teacher labelling")
+        chosen, capped = select_teacher_rows(texts, labels)
+        taught = teacher_rows([texts[i] for i in chosen], labels.select(chosen), self.config.temperature)
+        stats = {"teacher_rows": len(taught), "invalid": int((~labels.valid).sum()), "capped_per_class": capped}
+        if self.synthetic_per_class and hasattr(teacher, "chat"):
+            written, written_labels, stats["synthetic"] = synthesize(teacher.task, teacher, self.synthetic_per_class,
+                                                                     self.config.seed)
+            if len(written):
+                taught = pd.concat([taught, teacher_rows(written["text"].tolist(), written_labels,
+                                                         self.config.temperature)], ignore_index=True)
+        return taught, labels, stats
+
+
+def guard_scores(recipe: Recipe, teacher: Teacher, texts: list[str], splits: list,
+                 trained: tuple[TrainedStudent, ...]) -> dict[str, dict]:
     """Held-out scores of both recipes, pooled over `len(splits)` folds of the seed rows.
 
-    Fold 0 reuses the students already trained; each further fold trains another
-    pair on other rows. One split of 24 seed rows holds out 4: one lucky row
-    decided. Three folds judge on 12 at three times the training cost.
+    Fold 0 reuses the students already trained; each further fold rebuilds the
+    teacher without its own held-out rows, has it label the same texts, and trains
+    another pair. One split of 24 seed rows holds out 4: one lucky row decided.
+    Three folds judge on 12 at three times the cost.
     """
+    classes = recipe.task.classes
     pairs: dict[str, list] = {"student-base": [], "student-tuned": []}
     for fold, (train, validation) in enumerate(splits):
         students = trained
         if fold:
-            rows = gold_rows(train, task.classes)
-            recipes = {"base": rows, "tuned": pd.concat([rows, taught], ignore_index=True)}
-            students = tuple(train_student(data, validation, task.classes, config,
-                                           work / f"fold{fold}-{name}", progress, resume)
-                             for name, data in recipes.items())
-        truth = np.array([task.classes.index(c) for c in validation["label"]])
+            rows = gold_rows(train, classes)
+            fold_taught = recipe.teach(teacher.without(validation.index), texts)[0]
+            students = (recipe.train(rows, validation, f"fold{fold}-base"),
+                        recipe.train(pd.concat([rows, fold_taught], ignore_index=True), validation,
+                                     f"fold{fold}-tuned"))
+        truth = np.array([classes.index(c) for c in validation["label"]])
         for name, student in zip(pairs, students):
             pairs[name].append((student.predict_proba(validation["text"].tolist()).argmax(1), truth))
     return {name: pooled_scores(found) for name, found in pairs.items()}
@@ -177,6 +214,10 @@ def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = 
             resume: bool = False, guard_folds: int = 1) -> DistillResult:
     """Run the whole recipe (see module docstring) and return both students.
 
+    The teacher's labels for student-tuned come from `teacher.without(validation rows)`:
+    the teacher rebuilt on the same seed rows the students train on, so the guard's
+    held-out rows are unseen by every model it compares.
+
     Args:
         max_unlabelled: Use at most this many unlabelled rows (None: all).
         teacher_budget: Ask the teacher about at most this many rows, those the
@@ -187,15 +228,15 @@ def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = 
         resume: Continue trainings killed part-way from their last checkpoint in
             `work_dir` (the teacher's answers come back from `cache_dir`).
         guard_folds: Folds of the seed rows the never-worse guard pools (1: one
-            validation split; k: k times the training, a steadier verdict).
+            validation split; k: k times the training and teacher labelling, a steadier verdict).
     """
     if guard_folds < 1:
         raise ValueError(f"guard_folds must be 1 or more, got {guard_folds}")
     if work_dir is None and resume:
         raise ValueError("resume needs the work_dir where the interrupted run saved its checkpoints")
     with working_folder(work_dir) as work:
-        return run_recipe(task, teacher, config or StudentConfig(), max_unlabelled, cache_dir, work,
-                          progress, teacher_budget, synthetic_per_class, resume, guard_folds)
+        recipe = Recipe(task, config or StudentConfig(), work, cache_dir, progress, resume, synthetic_per_class)
+        return run_recipe(recipe, teacher, max_unlabelled, teacher_budget, guard_folds)
 
 
 @contextmanager
@@ -208,32 +249,22 @@ def working_folder(work_dir: str | Path | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def run_recipe(task: Task, teacher: Teacher | None, config: StudentConfig, max_unlabelled: int | None,
-               cache_dir: str | Path | None, work: Path, progress: bool, teacher_budget: int | None,
-               synthetic_per_class: int, resume: bool, guard_folds: int) -> DistillResult:
-    """The steps of the module docstring, checkpointing under `work` (see `distill`)."""
-    splits = [split_validation(task.train, config.seed, fold=fold) for fold in range(guard_folds)]
+def run_recipe(recipe: Recipe, teacher: Teacher | None, max_unlabelled: int | None,
+               teacher_budget: int | None, guard_folds: int) -> DistillResult:
+    """The steps of the module docstring (see `distill`)."""
+    task, seed = recipe.task, recipe.config.seed
+    splits = [split_validation(task.train, seed, fold=fold) for fold in range(guard_folds)]
     train, validation = splits[0]
     seed_rows = gold_rows(train, task.classes)
-    base = train_student(seed_rows, validation, task.classes, config, work / "base", progress, resume)
-    texts, leaked = drop_test_leaks(sample_unlabelled(task, max_unlabelled, config.seed),
-                                    task.test["text"].tolist())
+    base = recipe.train(seed_rows, validation, "base")
+    texts, leaked = drop_test_leaks(sample_unlabelled(task, max_unlabelled, seed), task.test["text"].tolist())
     texts = least_certain(base, texts, teacher_budget)
     stats = {"seed_rows": len(train), "validation_rows": len(validation), "dropped_test_leaks": leaked}
     if teacher is None or not texts:
         return DistillResult(base, None, "student-base", None, texts, stats)
-    labels = teacher.label(texts, cache_dir=cache_dir, progress=progress, desc="teacher labelling")
-    chosen, capped = select_teacher_rows(texts, labels)
-    taught = teacher_rows([texts[i] for i in chosen], labels.select(chosen), config.temperature)
-    stats.update(teacher_rows=len(taught), invalid=int((~labels.valid).sum()), capped_per_class=capped)
-    if synthetic_per_class and hasattr(teacher, "chat"):
-        written, written_labels, stats["synthetic"] = synthesize(task, teacher, synthetic_per_class, config.seed)
-        if len(written):
-            taught = pd.concat([taught, teacher_rows(written["text"].tolist(), written_labels,
-                                                     config.temperature)], ignore_index=True)
-    tuned = train_student(pd.concat([seed_rows, taught], ignore_index=True), validation, task.classes,
-                          config, work / "tuned", progress, resume)
-    stats["guard"] = {"folds": guard_folds,
-                      **guard_scores(task, taught, splits, (base, tuned), config, work, progress, resume)}
+    taught, labels, found = recipe.teach(teacher.without(validation.index), texts)
+    stats.update(found, teacher_seed_rows=len(train))
+    tuned = recipe.train(pd.concat([seed_rows, taught], ignore_index=True), validation, "tuned")
+    stats["guard"] = {"folds": guard_folds, **guard_scores(recipe, teacher, texts, splits, (base, tuned))}
     chosen = choose_student(stats["guard"]["student-base"], stats["guard"]["student-tuned"])
     return DistillResult(base, tuned, chosen, labels, texts, stats)

@@ -138,6 +138,25 @@ def test_distill_with_guard_folds_judges_on_every_fold(task, tmp_path):
         distill(task, None, TINY, guard_folds=0)
 
 
+def test_the_teacher_that_labels_for_each_fold_never_saw_that_folds_validation_rows(task, tmp_path):
+    from helpers.distill import distill
+    from helpers.teachers.seed import SeedTeacher
+
+    class Recording(SeedTeacher):
+        """A seed teacher that remembers the seed rows every rebuilt copy learnt from."""
+        fits: list[set[str]] = []
+
+        def refit(self, task, held_out=frozenset()):
+            Recording.fits.append(set(task.train["text"]))
+            return super().refit(task, held_out)
+
+    distill(task, Recording(task), TINY, progress=False, guard_folds=2, work_dir=tmp_path)
+    assert len(Recording.fits) == 2
+    for fold, learnt in enumerate(Recording.fits):
+        train, validation = split_validation(task.train, TINY.seed, fold=fold)
+        assert learnt == set(train["text"]) and learnt.isdisjoint(validation["text"])
+
+
 def test_distill_without_a_work_dir_cleans_up_its_temporary_checkpoints(task, tmp_path, monkeypatch):
     import tempfile
 

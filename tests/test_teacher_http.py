@@ -380,3 +380,14 @@ def test_a_server_teacher_can_write_synthetic_examples(llama_url, task):
     assert stats["written"] >= 1
     assert stats["kept"] + stats["label_back_failed"] + stats["near_copies"] == stats["written"]
     assert set(rows["intended"]) <= set(task.classes)
+
+
+def test_a_server_teacher_without_some_seed_rows_leaves_them_out_of_its_examples(task):
+    teacher = OpenAITeacher(task, "openai:alpha@http://127.0.0.1:9/v1")
+    dropped = task.train.index[:2]
+    reduced = teacher.without(dropped)
+    shown = lambda t: {m["content"] for m in t.prefix if m["role"] == "user"}  # noqa: E731
+    removed = set(task.train.loc[dropped, "text"])
+    assert removed <= shown(teacher) and shown(reduced).isdisjoint(removed)
+    assert shown(reduced) == set(task.train["text"]) - removed
+    assert reduced.client is teacher.client and reduced.id != teacher.id

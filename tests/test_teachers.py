@@ -191,3 +191,36 @@ def test_retrieval_never_shows_held_out_rows(task):
     assert all(len(p) == 3 for p in picks)
     shown = {text for texts in picks for text, _ in texts}
     assert shown.isdisjoint(set(task.train.loc[sorted(held_out), "text"]))
+
+
+def test_a_teacher_without_some_seed_rows_learns_only_from_the_rest(task):
+    teacher = make_teacher("seed", task)
+    dropped = [task.train.index[0], task.train.index[-1]]  # one refund row, one delivery row
+    reduced = teacher.without(dropped)
+    assert len(reduced.vectors) == len(task.train) - 2 == len(reduced.task.train)
+    assert set(reduced.task.train["text"]).isdisjoint(task.train.loc[dropped, "text"])
+    assert len(teacher.task.train) == len(TRAIN)  # the original task is untouched
+    assert reduced.id != teacher.id  # its answers are cached apart from the full teacher's
+    with pytest.raises(NotImplementedError, match="refit"):
+        CountingTeacher(task).without(dropped)
+
+
+def test_committee_without_rows_rebuilds_both_members_on_the_same_loaded_llm(task, smollm2):
+    from helpers.teachers.committee import CommitteeTeacher, held_out_rows
+    from helpers.teachers.seed import SeedTeacher
+
+    held_out = held_out_rows(task)
+    committee = CommitteeTeacher(task, "local:smollm2-135m+seed", SeedTeacher(task),
+                                 smollm2.refit(task, held_out), held_out)
+    dropped = task.train.index[task.train["text"].isin(["I want my money back", "parcel has not arrived"])]
+    reduced = committee.without(dropped)
+    seed, llm = reduced.members
+    assert len(seed.task.train) == len(llm.task.train) == len(TRAIN) - 2
+    assert llm.model is smollm2.model  # shared, not loaded again
+    assert llm.held_out == held_out_rows(llm.task) and llm.held_out != held_out
+    assert "I want my money back" in committee.members[1].system and "I want my money back" not in llm.system
+    fresh = make_teacher("local:smollm2-135m", llm.task)
+    fresh.held_out = llm.held_out
+    fresh.prepare()
+    np.testing.assert_allclose(llm.raw_scores("my parcel is late"), fresh.raw_scores("my parcel is late"),
+                               atol=1e-4)

@@ -55,13 +55,19 @@ class CommitteeTeacher(Teacher):
         self.members = [seed, llm]
         rows = sorted(held_out)
         gold = np.array([task.classes.index(c) for c in task.train.loc[rows, "label"]])
-        seed_probs = seed.cross_validated()[rows]
+        seed_probs = seed.cross_validated()[task.train.index.get_indexer(rows)]  # rows are labels, not positions
         llm_probs = llm.label(task.train.loc[rows, "text"].tolist(), desc="fit committee").probs
         self.weights = fit_weights([seed_probs, llm_probs], gold)
 
     @property
     def id(self) -> str:
         return f"{super().id}|w={self.weights.round(2).tolist()}"
+
+    def refit(self, task: Task, held_out: frozenset[int] = frozenset()) -> CommitteeTeacher:
+        """Both members rebuilt on `task`'s seed rows and the weights fit again on its held-out half."""
+        seed, llm = self.members
+        rows = held_out_rows(task)
+        return CommitteeTeacher(task, self.spec, seed.refit(task), llm.refit(task, rows), rows)
 
     def __getattr__(self, name: str):
         """`chat` (writing synthetic examples) is the LLM member's, when it can write."""

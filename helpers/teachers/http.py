@@ -22,6 +22,7 @@ Texts are sent only as the user message. Requests run in a small thread pool;
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -191,6 +192,7 @@ class OpenAITeacher(Teacher):
         connect = min(timeout, 10.0)  # a black-holed host should not cost a whole minute
         self.client = openai.OpenAI(base_url=self.base_url, api_key=os.environ.get("OPENAI_API_KEY") or DUMMY_KEY,
                                     timeout=openai.Timeout(timeout, connect=connect), max_retries=0)
+        self.example_budget = example_budget
         self.prefix = self.build_messages(held_out, example_budget)
         longest = max(len(c) for c in task.classes)
         self.max_tokens = min(48, max(8, longest // 2 + 4))
@@ -210,6 +212,13 @@ class OpenAITeacher(Teacher):
         for text, label in pick_examples(self.task, approx_tokenizer, left, held_out):
             messages += [{"role": "user", "content": text}, {"role": "assistant", "content": label}]
         return messages
+
+    def refit(self, task: Task, held_out: frozenset[int] = frozenset()) -> OpenAITeacher:
+        """The same server and settings, with example turns drawn from `task`'s seed rows."""
+        other = copy.copy(self)
+        other.task = task
+        other.prefix = other.build_messages(held_out, self.example_budget)
+        return other
 
     @property
     def where(self) -> str:

@@ -107,12 +107,23 @@ class LocalLMTeacher(Teacher):
         super().__init__(task, spec)
         self.held_out, self.retrieve, self.batch_size = held_out, retrieve, batch_size
         self.prompt_version = f"v3-calibrated-knn{retrieve}"
-        self.neighbours = SeedNeighbours(task, held_out) if retrieve else None
         set_threads()
         self.tokenizer, self.model = load_causal_lm(name_or_path, gguf_file)
         self.use_prefix_cache = use_prefix_cache
+        self.prepare()
+
+    def prepare(self) -> None:
+        """Everything built from the seed rows: neighbours, the cached prompt, the calibration prior."""
+        self.neighbours = SeedNeighbours(self.task, self.held_out) if self.retrieve else None
         self.build_prompt()
         self.prior = self.raw_scores(CONTENT_FREE)
+
+    def refit(self, task: Task, held_out: frozenset[int] = frozenset()) -> LocalLMTeacher:
+        """The same loaded model (shared, not reloaded) prompted with `task`'s seed rows."""
+        other = copy.copy(self)
+        other.task, other.held_out = task, held_out
+        other.prepare()
+        return other
 
     def build_prompt(self) -> None:
         """Split the chat-templated prompt into a shared prefix and a per-text suffix."""
