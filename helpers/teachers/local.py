@@ -136,6 +136,7 @@ class LocalLMTeacher(Teacher):
         self.prefix_cache = self.run(self.prefix_ids).past_key_values if self.use_prefix_cache else None
         end = self.tokenizer.eos_token or ""
         self.class_ids = [self.encode(name + end) for name in self.task.classes]
+        self.class_names, _ = pad_rows([ids[0].tolist() for ids in self.class_ids], self.pad_id, left=False)
 
     def render(self, examples: list[tuple[str, str]], text: str) -> str:
         """The chat-templated prompt: system, example turns, the text, the assistant's cue."""
@@ -197,7 +198,7 @@ class LocalLMTeacher(Teacher):
         positions = start + (mask.cumsum(1) - 1).clamp(min=0)
         out = self.run(ids, cache, attention, positions)
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-        names, _ = pad_rows([ids[0].tolist() for ids in self.class_ids], self.pad_id, left=False)
+        names = self.class_names
         k, length = names.shape
         out.past_key_values.batch_repeat_interleave(k)
         attention = torch.cat([attention.repeat_interleave(k, 0),
