@@ -103,7 +103,8 @@ def add_benchmark(commands) -> None:
 
 def add_guard_folds(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guard-folds", type=positive_int, default=1,
-                        help="seed-row folds the never-worse guard pools (default 1; 3 is steadier, 3x training)")
+                        help="seed-row folds the never-worse guard pools (default 1; 3 is steadier, 3x training; "
+                             "a tie adds folds up to 3 by itself)")
 
 
 def positive_int(value: str) -> int:

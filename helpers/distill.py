@@ -7,8 +7,9 @@ The recipe, in order:
    corpus (leaked rows removed, labels capped per class so a biased teacher cannot
    flood one class);
 4. train student-tuned on gold + teacher rows;
-5. keep whichever student is better on validation: a weak teacher never makes
-   the user's model worse.
+5. keep student-tuned only if it beats student-base on held-out seed rows (a tie
+   adds folds, then keeps student-base): a weak teacher never makes the user's
+   model worse.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from helpers.teachers.base import Teacher, TeacherLabels
 
 NEAR_DUPLICATE = 0.95
 CAP_RATIO = 1.5
+TIE_FOLDS = 3  # folds the never-worse guard goes up to when the students tie on held-out rows
 
 
 def split_validation(train: pd.DataFrame, seed: int, fraction: float = 0.2, fold: int = 0
@@ -127,15 +129,26 @@ class DistillResult:
 
 
 def choose_student(base: dict, tuned: dict | None) -> str:
-    """student-tuned unless it is worse than student-base on held-out accuracy, then macro-F1.
+    """student-tuned only if it beats student-base on held-out accuracy, then macro-F1.
 
+    A tie keeps student-base: the teacher has not shown that it helps, and with a
+    weak teacher ties hid losses (injury and spam lost 2-3 test rows after ties).
     Validation loss is not compared: a student taught with softened targets is
     less confident by design, which raises its loss without making it worse.
     """
     if tuned is None:
         return "student-base"
-    key = lambda s: (round(s["accuracy"], 6), round(s["f1"], 6))  # noqa: E731
-    return "student-tuned" if key(tuned) >= key(base) else "student-base"
+    return "student-tuned" if merit(tuned) > merit(base) else "student-base"
+
+
+def merit(scores: dict) -> tuple[float, float]:
+    """What the guard compares: held-out accuracy, then macro-F1 (rounded: float noise is no win)."""
+    return round(scores["accuracy"], 6), round(scores["f1"], 6)
+
+
+def tied(scores: dict[str, dict]) -> bool:
+    """Both students equally good on the held-out rows (so far): the guard has learnt nothing."""
+    return merit(scores["student-base"]) == merit(scores["student-tuned"])
 
 
 def pooled_scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
@@ -182,18 +195,20 @@ class Recipe:
         return taught, labels, stats
 
 
-def guard_scores(recipe: Recipe, teacher: Teacher, texts: list[str], splits: list,
-                 trained: tuple[TrainedStudent, ...]) -> dict[str, dict]:
-    """Held-out scores of both recipes, pooled over `len(splits)` folds of the seed rows.
+def guard_scores(recipe: Recipe, teacher: Teacher, texts: list[str], trained: tuple[TrainedStudent, ...],
+                 folds: int) -> dict:
+    """Held-out scores of both recipes, pooled over `folds` folds of the seed rows, more on a tie.
 
     Fold 0 reuses the students already trained; each further fold rebuilds the
     teacher without its own held-out rows, has it label the same texts, and trains
-    another pair. One split of 24 seed rows holds out 4: one lucky row decided.
-    Three folds judge on 12 at three times the cost.
+    another pair. One split of 24 seed rows holds out 4, and both students often
+    get all 4 right: such a tie says nothing, so folds are added (up to
+    TIE_FOLDS) until the pooled rows separate the two or run out of folds.
     """
-    classes = recipe.task.classes
-    pairs: dict[str, list] = {"student-base": [], "student-tuned": []}
-    for fold, (train, validation) in enumerate(splits):
+    classes, pairs = recipe.task.classes, {"student-base": [], "student-tuned": []}
+    fold, scores = 0, {}
+    while fold < folds or (fold < TIE_FOLDS and tied(scores)):
+        train, validation = split_validation(recipe.task.train, recipe.config.seed, fold=fold)
         students = trained
         if fold:
             rows = gold_rows(train, classes)
@@ -204,7 +219,9 @@ def guard_scores(recipe: Recipe, teacher: Teacher, texts: list[str], splits: lis
         truth = np.array([classes.index(c) for c in validation["label"]])
         for name, student in zip(pairs, students):
             pairs[name].append((student.predict_proba(validation["text"].tolist()).argmax(1), truth))
-    return {name: pooled_scores(found) for name, found in pairs.items()}
+        scores = {name: pooled_scores(found) for name, found in pairs.items()}
+        fold += 1
+    return {"folds": fold, "asked_folds": folds, **scores}
 
 
 def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = None,
@@ -228,7 +245,8 @@ def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = 
         resume: Continue trainings killed part-way from their last checkpoint in
             `work_dir` (the teacher's answers come back from `cache_dir`).
         guard_folds: Folds of the seed rows the never-worse guard pools (1: one
-            validation split; k: k times the training and teacher labelling, a steadier verdict).
+            validation split; k: k times the training and teacher labelling, a steadier
+            verdict). A tie adds folds up to TIE_FOLDS; a tie after that keeps student-base.
     """
     if guard_folds < 1:
         raise ValueError(f"guard_folds must be 1 or more, got {guard_folds}")
@@ -253,8 +271,7 @@ def run_recipe(recipe: Recipe, teacher: Teacher | None, max_unlabelled: int | No
                teacher_budget: int | None, guard_folds: int) -> DistillResult:
     """The steps of the module docstring (see `distill`)."""
     task, seed = recipe.task, recipe.config.seed
-    splits = [split_validation(task.train, seed, fold=fold) for fold in range(guard_folds)]
-    train, validation = splits[0]
+    train, validation = split_validation(task.train, seed)
     seed_rows = gold_rows(train, task.classes)
     base = recipe.train(seed_rows, validation, "base")
     texts, leaked = drop_test_leaks(sample_unlabelled(task, max_unlabelled, seed), task.test["text"].tolist())
@@ -265,6 +282,6 @@ def run_recipe(recipe: Recipe, teacher: Teacher | None, max_unlabelled: int | No
     taught, labels, found = recipe.teach(teacher.without(validation.index), texts)
     stats.update(found, teacher_seed_rows=len(train))
     tuned = recipe.train(pd.concat([seed_rows, taught], ignore_index=True), validation, "tuned")
-    stats["guard"] = {"folds": guard_folds, **guard_scores(recipe, teacher, texts, splits, (base, tuned))}
+    stats["guard"] = guard_scores(recipe, teacher, texts, (base, tuned), guard_folds)
     chosen = choose_student(stats["guard"]["student-base"], stats["guard"]["student-tuned"])
     return DistillResult(base, tuned, chosen, labels, texts, stats)

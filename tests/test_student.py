@@ -130,8 +130,8 @@ def test_distill_with_guard_folds_judges_on_every_fold(task, tmp_path):
 
     result = distill(task, SeedTeacher(task), TINY, progress=False, guard_folds=2, work_dir=tmp_path)
     guard = result.stats["guard"]
-    assert guard["folds"] == 2
-    assert guard["student-base"]["rows"] == guard["student-tuned"]["rows"] == 4  # 2 folds x 2 classes
+    assert guard["folds"] in (2, 3)  # 3 only if two folds left the students tied
+    assert guard["student-base"]["rows"] == guard["student-tuned"]["rows"] == 2 * guard["folds"]  # 2 classes
     assert result.chosen == choose_student(guard["student-base"], guard["student-tuned"])
     assert {"fold1-base", "fold1-tuned", "base", "tuned"} <= {p.name for p in tmp_path.iterdir()}
     with pytest.raises(ValueError, match="guard_folds"):
@@ -150,8 +150,8 @@ def test_the_teacher_that_labels_for_each_fold_never_saw_that_folds_validation_r
             Recording.fits.append(set(task.train["text"]))
             return super().refit(task, held_out)
 
-    distill(task, Recording(task), TINY, progress=False, guard_folds=2, work_dir=tmp_path)
-    assert len(Recording.fits) == 2
+    result = distill(task, Recording(task), TINY, progress=False, guard_folds=2, work_dir=tmp_path)
+    assert len(Recording.fits) == result.stats["guard"]["folds"] >= 2
     for fold, learnt in enumerate(Recording.fits):
         train, validation = split_validation(task.train, TINY.seed, fold=fold)
         assert learnt == set(train["text"]) and learnt.isdisjoint(validation["text"])
@@ -180,8 +180,41 @@ def test_never_worse_guard():
     assert choose_student(base, student_with(0.8, 0.95)) == "student-base"
     assert choose_student(base, student_with(0.9, 0.85)) == "student-base"
     assert choose_student(base, student_with(0.95, 0.9)) == "student-tuned"
-    assert choose_student(base, student_with(0.9, 0.9, loss=0.5)) == "student-tuned"  # softer, not worse
+    assert choose_student(base, student_with(0.9, 0.95, loss=0.5)) == "student-tuned"  # softer, not worse
+    assert choose_student(base, student_with(0.9, 0.9)) == "student-base"  # a tie proves nothing
     assert choose_student(base, None) == "student-base"
+
+
+class Oracle:
+    """A fake student that is right on every row, or on none (always the other class)."""
+
+    def __init__(self, task, right: bool):
+        self.task, self.right = task, right
+
+    def predict_proba(self, texts):
+        truth = dict(zip(self.task.train["text"], self.task.train["label"]))
+        index = [self.task.classes.index(truth[t]) for t in texts]
+        return np.eye(2)[index if self.right else [1 - i for i in index]]
+
+
+@pytest.mark.parametrize(("base_right", "tuned_right", "folds", "chosen"), [
+    (True, True, 3, "student-base"), (True, False, 1, "student-base"), (False, True, 1, "student-tuned")])
+def test_a_tie_adds_guard_folds_then_keeps_student_base(task, monkeypatch, base_right, tuned_right, folds,
+                                                        chosen):
+    from helpers.distill import TIE_FOLDS, Recipe, guard_scores
+    from helpers.teachers.seed import SeedTeacher
+
+    trained = []
+    monkeypatch.setattr(Recipe, "teach", lambda self, teacher, texts: (pd.DataFrame(), None, {}))
+    monkeypatch.setattr(Recipe, "train", lambda self, rows, validation, name: trained.append(name)
+                        or Oracle(task, right=tuned_right if "tuned" in name else base_right))
+    recipe = Recipe(task, TINY, work=None)
+    pair = (Oracle(task, right=base_right), Oracle(task, right=tuned_right))
+    guard = guard_scores(recipe, SeedTeacher(task), ["a text"], pair, folds=1)
+    assert guard["folds"] == folds
+    assert trained == [f"fold{f}-{name}" for f in range(1, folds) for name in ("base", "tuned")]
+    assert guard["student-base"]["rows"] == 2 * folds and folds in (1, TIE_FOLDS)
+    assert choose_student(guard["student-base"], guard["student-tuned"]) == chosen
 
 
 def test_teacher_budget_asks_about_the_least_certain_texts():
