@@ -202,12 +202,13 @@ def guard_scores(recipe: Recipe, teacher: Teacher, texts: list[str], trained: tu
     Fold 0 reuses the students already trained; each further fold rebuilds the
     teacher without its own held-out rows, has it label the same texts, and trains
     another pair. One split of 24 seed rows holds out 4, and both students often
-    get all 4 right: such a tie says nothing, so folds are added (up to
-    TIE_FOLDS) until the pooled rows separate the two or run out of folds.
+    get all 4 right: such a tie says nothing, so the guard then pools TIE_FOLDS
+    folds. All of them, not just until one row differs: stopping at the first
+    difference would let a single lucky row decide again.
     """
     classes, pairs = recipe.task.classes, {"student-base": [], "student-tuned": []}
-    fold, scores = 0, {}
-    while fold < folds or (fold < TIE_FOLDS and tied(scores)):
+    fold, target, scores = 0, folds, {}
+    while fold < target:
         train, validation = split_validation(recipe.task.train, recipe.config.seed, fold=fold)
         students = trained
         if fold:
@@ -221,6 +222,8 @@ def guard_scores(recipe: Recipe, teacher: Teacher, texts: list[str], trained: tu
             pairs[name].append((student.predict_proba(validation["text"].tolist()).argmax(1), truth))
         scores = {name: pooled_scores(found) for name, found in pairs.items()}
         fold += 1
+        if fold == target < TIE_FOLDS and tied(scores):
+            target = TIE_FOLDS
     return {"folds": fold, "asked_folds": folds, **scores}
 
 

@@ -197,17 +197,19 @@ class Oracle:
         return np.eye(2)[index if self.right else [1 - i for i in index]]
 
 
-@pytest.mark.parametrize(("base_right", "tuned_right", "folds", "chosen"), [
-    (True, True, 3, "student-base"), (True, False, 1, "student-base"), (False, True, 1, "student-tuned")])
-def test_a_tie_adds_guard_folds_then_keeps_student_base(task, monkeypatch, base_right, tuned_right, folds,
-                                                        chosen):
+@pytest.mark.parametrize(("base_right", "tuned_right", "later_tuned_right", "folds", "chosen"), [
+    (True, True, True, 3, "student-base"),  # a tie throughout
+    (True, True, False, 3, "student-base"),  # fold 1 breaks the tie, and fold 2 is still pooled
+    (True, False, False, 1, "student-base"), (False, True, True, 1, "student-tuned")])
+def test_a_tie_adds_guard_folds_then_keeps_student_base(task, monkeypatch, base_right, tuned_right,
+                                                        later_tuned_right, folds, chosen):
     from helpers.distill import TIE_FOLDS, Recipe, guard_scores
     from helpers.teachers.seed import SeedTeacher
 
     trained = []
     monkeypatch.setattr(Recipe, "teach", lambda self, teacher, texts: (pd.DataFrame(), None, {}))
     monkeypatch.setattr(Recipe, "train", lambda self, rows, validation, name: trained.append(name)
-                        or Oracle(task, right=tuned_right if "tuned" in name else base_right))
+                        or Oracle(task, right=later_tuned_right if "tuned" in name else base_right))
     recipe = Recipe(task, TINY, work=None)
     pair = (Oracle(task, right=base_right), Oracle(task, right=tuned_right))
     guard = guard_scores(recipe, SeedTeacher(task), ["a text"], pair, folds=1)
