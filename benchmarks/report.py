@@ -19,9 +19,11 @@ def recipe(record: dict) -> str:
 
 def flatten(record: dict) -> dict:
     t, b, s = record["teacher"], record["student_base"], record["student_tuned"]
+    guard = record.get("data", {}).get("guard", {})  # guard_folds: as asked; a tie may use more
     kept = s["accuracy"] if s["kept"] == "student-tuned" else b["accuracy"]
     return {"task": record["task"], "teacher": t["spec"], "seed": record.get("seed", 0),
-            "guard_folds": record.get("data", {}).get("guard", {}).get("folds", 1), "recipe": recipe(record),
+            "guard_folds": guard.get("asked_folds", guard.get("folds", 1)), "folds_used": guard.get("folds", 1),
+            "recipe": recipe(record),
             "n_test": record["n_test"], "teacher_acc": t["accuracy"], "teacher_texts_per_s": t["texts_per_s"],
             "tfidf_acc": record["baselines"]["tfidf_logreg"]["accuracy"], "base_acc": b["accuracy"],
             "tuned_acc": s["accuracy"], "tuned_f1": s["macro_f1"], "kept": s["kept"], "kept_acc": kept,
