@@ -10,7 +10,6 @@ import pandas as pd
 PLOT = "benchmarks/accuracy.png"
 # v1: the teacher that labelled for student-tuned had seen the guard's validation rows (biased guard);
 # v2: it is rebuilt without them (records carry data.teacher_seed_rows). See benchmarks/NOTES.md.
-RECIPES = ("v1", "v2")
 
 
 def recipe(record: dict) -> str:
