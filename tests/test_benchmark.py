@@ -61,10 +61,11 @@ def test_report_renders_mean_and_spread(tmp_path):
                                   "texts_per_s_batch32": 100.0, "size_mb": 90.0},
                 "baselines": {"tfidf_logreg": scores}}
     rebuilt = {**record(2, 0.5), "data": {"teacher_seed_rows": 8}}  # the teacher never saw validation
-    text = render([record(0, 0.8), record(1, 0.9), rebuilt], "test machine", root=tmp_path)
+    refit = {**record(3, 0.7), "data": {"teacher_seed_rows": 8, "refit": True}}
+    text = render([record(0, 0.8), record(1, 0.9), rebuilt, refit], "test machine", root=tmp_path)
     assert "0.85 ± 0.071" in text and "test machine" in text
     assert re.search(r"\|\s*v1\s*\|.*0\.85 ± 0\.071", text)  # recipes are summarised apart
-    assert re.search(r"\|\s*v2\s*\|.*0\.5 ± 0\.0", text)
+    assert re.search(r"\|\s*v2\s*\|.*0\.5 ± 0\.0", text) and re.search(r"\|\s*v3\s*\|.*0\.7 ± 0\.0", text)
     assert (tmp_path / "benchmarks" / "accuracy.png").stat().st_size > 1000
 
 

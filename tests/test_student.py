@@ -219,6 +219,35 @@ def test_a_tie_adds_guard_folds_then_keeps_student_base(task, monkeypatch, base_
     assert choose_student(guard["student-base"], guard["student-tuned"]) == chosen
 
 
+@pytest.mark.parametrize(("tuned_wins", "refit", "delivered"), [
+    (True, True, "tuned-refit"), (True, False, "tuned"), (False, True, "tuned")])
+def test_a_kept_student_tuned_is_retrained_from_the_teacher_of_every_seed_row(task, monkeypatch, tmp_path,
+                                                                               tuned_wins, refit, delivered):
+    """The guard judges a teacher without the held-out rows; the model it keeps learns from the full one."""
+    from helpers.distill import Recipe, distill
+    from helpers.teachers.seed import SeedTeacher
+
+    taught_by = []
+
+    def train(self, rows, validation, name):
+        student = Oracle(task, right=("tuned" in name) == tuned_wins)
+        student.name = name
+        return student
+
+    monkeypatch.setattr(Recipe, "teach", lambda self, teacher, texts: taught_by.append(set(teacher.task.train["text"]))
+                        or (pd.DataFrame(), None, {"teacher_rows": 0}))
+    monkeypatch.setattr(Recipe, "train", train)
+    result = distill(task, SeedTeacher(task), TINY, progress=False, work_dir=tmp_path, refit=refit)
+    train_rows, validation = split_validation(task.train, TINY.seed)
+    assert result.student_tuned.name == delivered and result.stats["refit"] is refit
+    assert taught_by[0] == set(train_rows["text"])  # the judged teacher never saw validation
+    if delivered == "tuned-refit":
+        assert result.chosen == "student-tuned" and taught_by[-1] == set(task.train["text"])
+        assert result.stats["refit_teacher"]["teacher_seed_rows"] == len(task.train)
+    else:
+        assert len(taught_by) == 1 and "refit_teacher" not in result.stats
+
+
 def test_teacher_budget_asks_about_the_least_certain_texts():
     from helpers.distill import least_certain
 
