@@ -251,9 +251,10 @@ def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = 
             resume: bool = False, guard_folds: int = 1, refit: bool = True) -> DistillResult:
     """Run the whole recipe (see module docstring) and return both students.
 
-    The teacher's labels for student-tuned come from `teacher.without(validation rows)`:
+    The student-tuned the guard judges learns from `teacher.without(validation rows)`:
     the teacher rebuilt on the same seed rows the students train on, so the guard's
-    held-out rows are unseen by every model it compares.
+    held-out rows are unseen by every model it compares. A kept student-tuned is then
+    retrained from the full `teacher` (unless refit=False).
 
     Args:
         max_unlabelled: Use at most this many unlabelled rows (None: all).

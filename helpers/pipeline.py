@@ -51,7 +51,8 @@ class RunReport:
                    if s is not None and s.resumed_from}
         lines = [self.task.summary(), *([f"resumed: {resumed}"] if resumed else []), "",
                  self.table().to_string(), "",
-                 f"kept: {self.result.chosen} (validation decides; never worse than seed-only)",
+                 f"kept: {self.result.chosen} (validation decides; never worse than seed-only)"
+                 + ("; retrained from the teacher of every seed row" if "refit_teacher" in self.result.stats else ""),
                  f"data: {self.result.stats}"]
         if self.teacher_report.warning:
             lines += ["", "WARNING: " + self.teacher_report.warning]

@@ -53,6 +53,7 @@ def test_training_notebook_runs_on_other_tasks(tmp_path, task, teacher, folds):
     assert logs["task"] == task.removeprefix("data-") and logs["teacher"] == teacher
     guard = logs["data"]["guard"]
     assert guard["asked_folds"] == folds and guard["folds"] in (folds, TIE_FOLDS)  # a tie pools 3
+    assert ("refit_teacher" in logs["data"]) == (logs["chosen"] == "student-tuned")  # kept tuned is refit
     assert (tmp_path / "runs" / logs["task"] / "base" / "run.json").exists()  # checkpoints went where asked
     models = [row["model"] for row in logs["evaluation"]]
     assert models[1:] == ["student-base", "student-tuned"]
