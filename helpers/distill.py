@@ -181,6 +181,12 @@ class Recipe:
         return train_student(rows, validation, self.task.classes, self.config, self.work / name,
                              self.progress, self.resume)
 
+    def train_tuned(self, teacher: Teacher, texts: list[str], rows: pd.DataFrame, validation: pd.DataFrame,
+                    name: str) -> tuple[TrainedStudent, TeacherLabels, dict]:
+        """A student-tuned: the gold `rows` plus what `teacher` says of `texts` (see `teach`)."""
+        taught, labels, stats = self.teach(teacher, texts)
+        return self.train(pd.concat([rows, taught], ignore_index=True), validation, name), labels, stats
+
     def teach(self, teacher: Teacher, texts: list[str]) -> tuple[pd.DataFrame, TeacherLabels, dict]:
         """Teacher rows for student-tuned: the corpus labelled and capped per class, plus
         synthetic texts when the teacher can write (checked against its own seed rows)."""
@@ -216,10 +222,9 @@ def guard_scores(recipe: Recipe, teacher: Teacher, texts: list[str], trained: tu
         students = trained
         if fold:
             rows = gold_rows(train, classes)
-            fold_taught = recipe.teach(teacher.without(validation.index), texts)[0]
             students = (recipe.train(rows, validation, f"fold{fold}-base"),
-                        recipe.train(pd.concat([rows, fold_taught], ignore_index=True), validation,
-                                     f"fold{fold}-tuned"))
+                        recipe.train_tuned(teacher.without(validation.index), texts, rows, validation,
+                                           f"fold{fold}-tuned")[0])
         truth = np.array([classes.index(c) for c in validation["label"]])
         for name, student in zip(pairs, students):
             pairs[name].append((student.predict_proba(validation["text"].tolist()).argmax(1), truth))
@@ -228,20 +233,6 @@ def guard_scores(recipe: Recipe, teacher: Teacher, texts: list[str], trained: tu
         if fold == target < TIE_FOLDS and tied(scores):
             target = TIE_FOLDS
     return {"folds": fold, "asked_folds": folds, **scores}
-
-
-def refit_tuned(recipe: Recipe, teacher: Teacher, texts: list[str], seed_rows: pd.DataFrame,
-                validation: pd.DataFrame) -> tuple[TrainedStudent, TeacherLabels, dict]:
-    """student-tuned trained again, taught by the teacher fit on every seed row.
-
-    The guard had to judge a teacher that never saw its held-out rows, or its verdict
-    would be biased; but those rows make the teacher better (banking's student-tuned
-    lost ~3 points without them). The guard chose the recipe, so the delivered model
-    gets the full teacher. Its student trains and stops early on the same rows as before.
-    """
-    taught, labels, found = recipe.teach(teacher, texts)
-    tuned = recipe.train(pd.concat([seed_rows, taught], ignore_index=True), validation, "tuned-refit")
-    return tuned, labels, {**found, "teacher_seed_rows": len(recipe.task.train)}
 
 
 def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = None,
@@ -269,7 +260,7 @@ def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = 
             validation split; k: k times the training and teacher labelling, a steadier
             verdict). A tie adds folds up to TIE_FOLDS; a tie after that keeps student-base.
         refit: When the guard keeps student-tuned, train it again from the teacher
-            fit on every seed row (see `refit_tuned`); False delivers the judged model.
+            fit on every seed row (see `run_recipe`); False delivers the judged model.
     """
     if guard_folds < 1:
         raise ValueError(f"guard_folds must be 1 or more, got {guard_folds}")
@@ -303,12 +294,17 @@ def run_recipe(recipe: Recipe, teacher: Teacher | None, max_unlabelled: int | No
     stats = {"seed_rows": len(train), "validation_rows": len(validation), "dropped_test_leaks": leaked}
     if teacher is None or not texts:
         return DistillResult(base, None, "student-base", None, texts, stats)
-    taught, labels, found = recipe.teach(teacher.without(validation.index), texts)
+    tuned, labels, found = recipe.train_tuned(teacher.without(validation.index), texts, seed_rows, validation,
+                                              "tuned")
     stats.update(found, teacher_seed_rows=len(train))
-    tuned = recipe.train(pd.concat([seed_rows, taught], ignore_index=True), validation, "tuned")
     stats["guard"] = guard_scores(recipe, teacher, texts, (base, tuned), guard_folds)
     chosen = choose_student(stats["guard"]["student-base"], stats["guard"]["student-tuned"])
     stats["refit"] = recipe.refit
     if chosen == "student-tuned" and recipe.refit:
-        tuned, labels, stats["refit_teacher"] = refit_tuned(recipe, teacher, texts, seed_rows, validation)
+        # The guard judged a teacher that never saw its held-out rows, or its verdict would be
+        # biased; but those rows make the teacher better (banking's student-tuned lost ~3 points
+        # without them). The guard chose the recipe, so the delivered model gets the full teacher,
+        # its student trained and stopped early on the same rows as before.
+        tuned, labels, found = recipe.train_tuned(teacher, texts, seed_rows, validation, "tuned-refit")
+        stats["refit_teacher"] = {**found, "teacher_seed_rows": len(task.train)}
     return DistillResult(base, tuned, chosen, labels, texts, stats)
