@@ -7,7 +7,9 @@ frustrating, so every check appends a `Problem` and the caller raises a single
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from helpers.limits import MAX_REPEATS
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class Problem:
             where += f", row {self.row}"
         if self.column:
             where += f", column '{self.column}'"
-        text = f"{where}: {self.message}"
+        text = f"{where}: {shorten(self.message, 400)}"
         if self.value is not None:
             text += f" (value: {shorten(self.value)!r})"
         if self.fix:
@@ -50,6 +52,17 @@ def shorten(value: str, limit: int = 80) -> str:
     """Shorten long cell values so one 5 MB cell cannot flood the report."""
     value = str(value)
     return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+def row_ranges(rows: list[int]) -> str:
+    """[2, 3, 4, 9] -> '2-4, 9'."""
+    spans: list[list[int]] = []
+    for row in rows:
+        if spans and row == spans[-1][1] + 1:
+            spans[-1][1] = row
+        else:
+            spans.append([row, row])
+    return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in spans)
 
 
 @dataclass
@@ -65,6 +78,25 @@ class Problems:
     def warn(self, file: str, message: str, fix: str = "", **where) -> None:
         """Record a problem the task can live with, but the user should know."""
         self.items.append(Problem(file, message, fix, severity="warning", **where))
+
+    def summarised(self) -> list[Problem]:
+        """The problems, with each one repeated on more than MAX_REPEATS rows told once.
+
+        5,000 duplicate rows must not print 4,999 lines: the learner needs the count
+        and where to start looking ("first at rows 2-6").
+        """
+        groups: dict[tuple, list[Problem]] = {}
+        for p in self.items:
+            groups.setdefault((p.file, p.severity, p.message, p.column, p.fix), []).append(p)
+        result = []
+        for group in groups.values():
+            if len(group) <= MAX_REPEATS or any(p.row is None for p in group):
+                result += group
+            else:
+                rows = sorted(p.row for p in group)
+                message = f"{group[0].message}: {len(group):,} rows, first at rows {row_ranges(rows[:MAX_REPEATS])}"
+                result.append(replace(group[0], message=message, row=None))
+        return result
 
     @property
     def errors(self) -> list[Problem]:

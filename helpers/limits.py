@@ -1,0 +1,18 @@
+"""Sizes the course holds user input to, in one place so messages and code agree.
+
+Each limit is checked where the input is read, and each message that mentions
+one takes its number from here.
+"""
+
+from __future__ import annotations
+
+MAX_TOKENS = 128  # the student's window: word-piece tokens it reads, [CLS] and [SEP] included
+TOKENS_PER_WORD = 1.45  # MiniLM word pieces per word: median 1.44 on our example tasks (measured)
+LONG_TEXT_WORDS = int((MAX_TOKENS - 2) / TOKENS_PER_WORD)  # ~86 words fill the window
+
+MAX_CELL_CHARS = 20_000  # one text; a longer cell is almost always a paste gone wrong
+MAX_CLASS_NAME_CHARS = 200  # a class name is a label, not a paragraph
+MAX_CSV_BYTES = 256 * 1024**2  # one CSV: ~100,000 long texts
+MAX_JSON_BYTES = 4 * 1024**2  # job_description.json: descriptions, not data
+MAX_JSON_DEPTH = 20  # deeper nesting is never a job description, and can exhaust the parser's stack
+MAX_REPEATS = 5  # the same problem more often than this is summarised in one line
