@@ -63,7 +63,8 @@ def main() -> None:
     parser.add_argument("--teacher", default="local:smollm2-135m+seed")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--tasks", nargs="+", default=TASKS)
-    parser.add_argument("--banking77", type=Path, default=ROOT.parent / "shared" / "benchmarks" / "banking77")
+    parser.add_argument("--banking77", type=Path, default=None,
+                        help="BANKING77 folder (default: shared/benchmarks/banking77 beside or inside the checkout)")
     parser.add_argument("--shots", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--banking77-teacher", default="seed",
                         help="SmolLM2 scoring 77 class names per text is ~10x slower than on 8 and the "
@@ -78,7 +79,12 @@ def main() -> None:
             for seed in args.seeds:
                 run_one(ROOT / task, args.teacher, seed, args.guard_folds)
     if "banking77" in args.suite:
-        run_banking77(args.banking77, args.shots, args.banking77_teacher, args.seeds, args.max_unlabelled)
+        from helpers.benchmark import find_banking77
+
+        source = args.banking77 or find_banking77(ROOT)
+        if source is None:
+            parser.error("BANKING77 not found: pass --banking77 DIR")
+        run_banking77(source, args.shots, args.banking77_teacher, args.seeds, args.max_unlabelled)
     from report import render
 
     records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json")) if p.name != "teachers.json"]

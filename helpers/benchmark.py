@@ -21,6 +21,13 @@ from helpers.student import StudentConfig
 from helpers.task import Task
 
 
+def find_banking77(root: Path) -> Path | None:
+    """BANKING77 as laid beside a checkout (``../shared``, as CI lays it) or inside it
+    (``shared/``, as a copy of the working tree carries it); None when neither holds it."""
+    candidates = (root.parent / "shared" / "benchmarks" / "banking77", root / "shared" / "benchmarks" / "banking77")
+    return next((path for path in candidates if (path / "train.csv").is_file()), None)
+
+
 def tfidf_baseline(task: Task) -> Evaluation:
     """Word and character n-gram TF-IDF with logistic regression, on the seed rows."""
     model = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),

@@ -21,11 +21,12 @@ import pandas as pd
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, TextClassificationPipeline
 
+from helpers.limits import MAX_CSV_BYTES, MAX_TOKENS
 from helpers.models import set_threads
-from helpers.problems import Problems
-from helpers.tables import decode_bytes, parse_records
+from helpers.problems import Problems, shorten
+from helpers.tables import decode_bytes, label_key, parse_records, read_bytes, records_to_frame
 
-MAX_LENGTH = 128  # the student's training max_length; longer texts are truncated the same way
+MAX_LENGTH = MAX_TOKENS  # the student's training window; longer texts are truncated the same way
 MAX_ARCHIVE_BYTES = 4 * 1024**3
 TEXT_COLUMNS = ("question", "context", "text")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -154,25 +155,50 @@ def predict_one(pipe: TextClassificationPipeline, text: str) -> pd.DataFrame:
         .sort_values("probability", ascending=False, ignore_index=True)
 
 
+class CsvError(ValueError):
+    """A CSV given for prediction that cannot be used; the message lists every problem."""
+
+
 def read_texts(csv_path: Path) -> pd.DataFrame:
     """Texts (``question``, ``context`` or ``text`` column) and optional ``answer`` labels,
-    read as tolerantly as the training data (BOM, semicolons, UTF-16...)."""
+    read with the training data's rules: a regular file within the size limit, BOM,
+    semicolons, UTF-16, broken rows reported with their spreadsheet row."""
     problems = Problems()
-    text = decode_bytes(csv_path.read_bytes(), csv_path.name, problems)
-    records = parse_records(text) if text is not None else []
-    if not records:
-        raise ValueError(f"{csv_path}: cannot read it as CSV ({'; '.join(map(str, problems.items))})")
-    header = [cell.strip().lower() for cell in records[0]]
+    raw = read_bytes(csv_path, MAX_CSV_BYTES, problems)
+    text = None if raw is None else decode_bytes(raw, csv_path.name, problems)
+    records, delimiter, unclosed = parse_records(text, TEXT_COLUMNS) if text is not None else ([], ",", False)
+    header = [cell.strip().lower() for cell in records[0]] if records else []
     column = next((c for c in TEXT_COLUMNS if c in header), None)
-    if column is None:
-        raise ValueError(f"{csv_path}: needs a column named one of {', '.join(TEXT_COLUMNS)}; "
-                         f"found {', '.join(h for h in header if h) or 'none'}")
-    wanted = {"text": header.index(column)}
-    if "answer" in header:
-        wanted["answer"] = header.index("answer")
-    rows = [{key: (r[i].strip() if i < len(r) else "") for key, i in wanted.items()}
-            for r in records[1:] if any(cell.strip() for cell in r)]
-    return pd.DataFrame(rows, columns=list(wanted))
+    if text is not None and column is None:
+        problems.error(csv_path.name, f"needs a column named one of {', '.join(TEXT_COLUMNS)}; found "
+                       f"{', '.join(shorten(h, 40) for h in header[:10] if h) or 'none'}",
+                       "name the column of texts 'question' (and the labels 'answer')", row=1)
+    if unclosed:
+        problems.error(csv_path.name, "a quote (\") opened in the last row is never closed",
+                       "add the closing quote, or remove the stray one", row=len(records))
+        records = records[:-1]
+    wanted = (column, "answer") if "answer" in header else (column,)
+    frame = None if column is None else records_to_frame(records, wanted, csv_path.name, problems, delimiter)
+    if problems.errors or frame is None:
+        raise CsvError(f"{csv_path} cannot be used:\n" + "\n".join(f"  - {p}" for p in problems.summarised()
+                                                                  if p.severity == "error"))
+    return frame.rename(columns={column: "text"})
+
+
+def canonical_answers(frame: pd.DataFrame, labels: list[str], csv_path: Path) -> pd.Series:
+    """Answers mapped to the model's class names as training reads them (case, spaces and
+    Unicode form forgiven); an answer the model does not know is an error, not a miss."""
+    lookup = {label_key(label): label for label in labels}
+    mapped = frame["answer"].map(lambda a: lookup.get(label_key(a)) if a else "")
+    unknown = frame[mapped.isna()]
+    if len(unknown):
+        where = ", ".join(f"row {r}: {shorten(a, 40)!r}" for r, a in zip(unknown["row"].head(3), unknown["answer"]))
+        hint = (" None of them is: was this CSV written for another task? Use the test.csv of the task "
+                "the model was trained on (training-logs.json names it)." if len(unknown) == len(frame) else "")
+        raise CsvError(f"{csv_path}, column 'answer': {len(unknown)} row(s) have answers that are not this "
+                       f"model's classes ({where}).{hint} The model's classes: "
+                       f"{', '.join(shorten(c, 40) for c in labels[:12])}{', ...' if len(labels) > 12 else ''}")
+    return mapped
 
 
 def escape_formula(value: object) -> object:
@@ -194,15 +220,17 @@ def predict_csv(pipe: TextClassificationPipeline, csv_path: str | Path,
     if out == csv_path or (out.exists() and out.samefile(csv_path)):
         raise ValueError(f"refusing to write predictions over the input file {csv_path}")
     frame = read_texts(csv_path)
+    labels = np.array([pipe.model.config.id2label[i] for i in range(pipe.model.config.num_labels)])
+    answers = canonical_answers(frame, labels.tolist(), csv_path) if "answer" in frame else None
     probs = pipeline_proba(pipe, frame["text"].tolist())
-    labels = np.array([pipe.model.config.id2label[i] for i in range(probs.shape[1])])
-    frame["prediction"] = labels[probs.argmax(1)] if len(frame) else []
-    frame["probability"] = probs.max(1).round(4) if len(frame) else []
+    frame = frame.drop(columns="row")
+    frame["prediction"] = labels[probs.argmax(1)]
+    frame["probability"] = probs.max(1).round(4)
     accuracy = None
-    if "answer" in frame and (frame["answer"] != "").any():
-        labelled = frame[frame["answer"] != ""]
-        frame["correct"] = (frame["prediction"] == frame["answer"]).where(frame["answer"] != "")
-        accuracy = float((labelled["prediction"] == labelled["answer"]).mean())
+    if answers is not None and (answers != "").any():
+        labelled = (answers != "").to_numpy()
+        frame["correct"] = (frame["prediction"] == answers.to_numpy()).where(labelled)
+        accuracy = float((frame["prediction"].to_numpy() == answers.to_numpy())[labelled].mean())
     partial = out.with_name(out.name + ".partial")
     frame.map(escape_formula).to_csv(partial, index=False)
     partial.replace(out)

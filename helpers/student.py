@@ -30,6 +30,7 @@ from transformers import (
     set_seed,
 )
 
+from helpers.limits import MAX_TOKENS
 from helpers.models import resolve_backbone, set_threads
 
 EVAL_EVERY_MIN_STEPS = 10
@@ -45,7 +46,7 @@ class StudentConfig:
     min_examples_per_class: int = 150
     learning_rate: float = 1e-4
     batch_size: int = 8
-    max_length: int = 128
+    max_length: int = MAX_TOKENS
     temperature: float = 2.0
     patience: int = 4
     seed: int = 0
@@ -302,7 +303,7 @@ def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[st
                           checkpoint and Path(checkpoint).name)
 
 
-def predict_proba(model, tokenizer, texts: list[str], max_length: int = 128,
+def predict_proba(model, tokenizer, texts: list[str], max_length: int = MAX_TOKENS,
                   batch_size: int = 64) -> np.ndarray:
     """Class probabilities for texts, in batches, without gradients."""
     chunks = []

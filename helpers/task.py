@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.problems import Problem, Problems, TaskError
-from helpers.tables import MAX_CELL_CHARS, read_table
+from helpers.limits import LONG_TEXT_WORDS, MAX_CELL_CHARS, MAX_CLASS_NAME_CHARS, MAX_JSON_BYTES, MAX_TOKENS
+from helpers.problems import Problem, Problems, TaskError, shorten
+from helpers.tables import INVISIBLE, decode_bytes, label_key, read_bytes, read_table
 
 FORMULA = re.compile(r"^(=|[+\-@][A-Za-z_.]+\()")  # what a spreadsheet would evaluate
-LONG_TEXT_WORDS = 200  # ~256 word-piece tokens: the student's default max length
 IMBALANCE_RATIO = 3.0
 
 
@@ -64,22 +64,46 @@ class Task:
 def read_job_description(path: Path, problems: Problems) -> tuple[str, dict[str, str]]:
     """Read and check job_description.json; errors carry line and column."""
     name = path.name
-    if not path.exists():
+    if not (path.exists() or path.is_symlink()):
         problems.error(name, "file not found", "create it with task_description and classes_description")
         return "", {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except UnicodeDecodeError:
-        problems.error(name, "the file is not UTF-8 text", "save it as UTF-8")
-        return "", {}
-    except json.JSONDecodeError as exc:
-        problems.error(name, f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
-                       "check for a missing comma, quote or brace there", row=exc.lineno)
+    raw = read_bytes(path, MAX_JSON_BYTES, problems, root=path.parent)
+    text = None if raw is None else decode_bytes(raw, name, problems)
+    data = None if text is None else parse_json(text, name, problems)
+    if data is None:
         return "", {}
     if not isinstance(data, dict):
         problems.error(name, "the top level must be a JSON object {...}", "see data-banking-routing/")
         return "", {}
     return check_description(data, name, problems), check_classes(data, name, problems)
+
+
+class RepeatedKey(ValueError):
+    """A JSON object names one key twice; json.loads would silently keep the last."""
+
+
+def unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    keys = [k for k, _ in pairs]
+    repeated = next((k for k in keys if keys.count(k) > 1), None)
+    if repeated is not None:
+        raise RepeatedKey(repeated)
+    return dict(pairs)
+
+
+def parse_json(text: str, name: str, problems: Problems) -> object | None:
+    """json.loads, with every way it can fail turned into a problem the user can fix."""
+    try:
+        return json.loads(text.lstrip("\ufeff"), object_pairs_hook=unique_keys)
+    except json.JSONDecodeError as exc:
+        problems.error(name, f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+                       "check for a missing comma, quote or brace there", row=exc.lineno)
+    except RepeatedKey as exc:
+        problems.error(name, f"the key '{shorten(str(exc), 60)}' is written twice in one object; JSON keeps "
+                       "only the last", "merge the two entries into one", value=str(exc))
+    except RecursionError:
+        problems.error(name, "the JSON is nested too deeply to be a job description",
+                       "see data-banking-routing/job_description.json for the expected shape")
+    return None
 
 
 def check_description(data: dict, name: str, problems: Problems) -> str:
@@ -102,49 +126,69 @@ def check_classes(data: dict, name: str, problems: Problems) -> dict[str, str]:
     result: dict[str, str] = {}
     for raw, text in classes.items():
         label = str(raw).strip()
-        if not label:
-            problems.error(name, "a class name is empty", "give every class a name",
-                           column="classes_description")
-        elif label.lower() in {c.lower() for c in result}:
-            problems.error(name, f"class '{label}' is listed twice (names differ only in case or spaces)",
-                           "merge the two entries", column="classes_description", value=label)
-        else:
+        if class_name_ok(label, result, name, problems):
             if not isinstance(text, str) or not text.strip():
-                problems.error(name, f"class '{label}' has no description", "describe what belongs in it",
-                               column="classes_description", value=label)
-            result[label] = str(text or "").strip()
+                problems.error(name, f"class '{shorten(label, 60)}' has no description (text)",
+                               "describe in words what belongs in it", column="classes_description", value=label)
+            result[label] = text.strip() if isinstance(text, str) else ""
     if len(result) == 1:
         problems.error(name, "only one class: there is nothing to decide",
                        "add at least a second class", column="classes_description")
     return result
 
 
+def class_name_ok(label: str, earlier: dict[str, str], name: str, problems: Problems) -> bool:
+    """Empty, overlong, invisible-character and look-alike names are errors."""
+    where = {"column": "classes_description", "value": label}
+    twin = next((c for c in earlier if label_key(c) == label_key(label)), None)
+    if not label:
+        problems.error(name, "a class name is empty", "give every class a name", column="classes_description")
+    elif len(label) > MAX_CLASS_NAME_CHARS:
+        problems.error(name, f"a class name is {len(label):,} characters (limit {MAX_CLASS_NAME_CHARS})",
+                       "use a short name and put the explanation in its description", **where)
+    elif invisible := INVISIBLE.search(label):
+        problems.error(name, f"class '{shorten(label, 60)}' holds an invisible character "
+                       f"(U+{ord(invisible.group()):04X}) at position {invisible.start() + 1}",
+                       "retype the name without it", **where)
+    elif twin is not None:
+        problems.error(name, f"class '{shorten(label, 60)}' is listed twice (the names differ only in case, "
+                       "spaces or Unicode form)", "merge the two entries", **where)
+    else:
+        return True
+    return False
+
+
 def canonical_labels(frame: pd.DataFrame, classes: list[str], name: str,
                      problems: Problems) -> pd.DataFrame:
-    """Map labels to class names, forgiving case and spaces, reporting the rest."""
-    lookup = {c.lower(): c for c in classes}
+    """Map labels to class names, forgiving case, spaces and Unicode form, reporting the rest."""
+    lookup = {label_key(c): c for c in classes}
     fixed = 0
     labels = []
     for row, label in zip(frame["row"], frame["answer"]):
-        canonical = lookup.get(" ".join(label.split()).lower())
+        canonical = lookup.get(label_key(label))
         if canonical is None:
-            hint = difflib.get_close_matches(label, classes, n=1, cutoff=0.6)
-            fix = f"did you mean '{hint[0]}'? " if hint else ""
-            fix += f"use one of: {', '.join(classes[:12])}" + (", ..." if len(classes) > 12 else "")
-            message = "empty label" if not label else "unknown label"
-            problems.error(name, message, fix, row=int(row), column="answer", value=label)
+            problems.error(name, "empty label" if not label else "unknown label", label_hint(label, classes),
+                           row=int(row), column="answer", value=label)
         elif canonical != label:
             fixed += 1
         labels.append(canonical)
     if fixed:
-        problems.warn(name, f"{fixed} label(s) differ from the class name only in case or spaces",
+        problems.warn(name, f"{fixed} label(s) differ from the class name only in case, spaces or Unicode form",
                       "they were read as the class name; fix the spelling to silence this",
                       column="answer")
     return frame.assign(answer=labels)
 
 
+def label_hint(label: str, classes: list[str]) -> str:
+    """'did you mean ...? use one of: ...', with long names shortened."""
+    hint = difflib.get_close_matches(label[:200], classes, n=1, cutoff=0.6)
+    fix = f"did you mean '{shorten(hint[0], 60)}'? " if hint else ""
+    return fix + f"use one of: {', '.join(shorten(c, 60) for c in classes[:12])}" + \
+        (", ..." if len(classes) > 12 else "")
+
+
 def check_texts(frame: pd.DataFrame, column: str, name: str, problems: Problems) -> None:
-    """Empty, huge, formula-like, long and duplicate texts."""
+    """Empty, huge, formula-like and long texts."""
     for row, text in zip(frame["row"], frame[column]):
         if not text:
             problems.error(name, "empty text", "write the text or delete the row",
@@ -158,31 +202,50 @@ def check_texts(frame: pd.DataFrame, column: str, name: str, problems: Problems)
                           row=int(row), column=column, value=text)
     long = int((frame[column].str.split().str.len() > LONG_TEXT_WORDS).sum())
     if long:
-        problems.warn(name, f"{long} text(s) are longer than ~{LONG_TEXT_WORDS} words and will be "
-                      "truncated by the student", "shorten them if the end matters", column=column)
-    duplicated = frame[frame[column].str.len().gt(0) & frame.duplicated(column, keep="first")]
-    for row, text in zip(duplicated["row"], duplicated[column]):
-        problems.warn(name, "duplicate text (an earlier row has the same text)",
-                      "delete the repeated row", row=int(row), column=column, value=text)
+        problems.warn(name, f"{long} text(s) are longer than ~{LONG_TEXT_WORDS} words; the student reads the "
+                      f"first {MAX_TOKENS} word pieces (about {LONG_TEXT_WORDS} words) of each",
+                      "put what decides the class near the start of such texts", column=column)
+
+
+def check_duplicates(frame: pd.DataFrame, column: str, name: str, problems: Problems) -> None:
+    """The same text twice: a warning; the same text with two answers: an error."""
+    keys = frame[column].map(normalise)
+    first: dict[str, tuple[int, str | None]] = {}
+    for row, key, label in zip(frame["row"], keys, frame.get("answer", [None] * len(frame))):
+        if not key:
+            continue
+        if key not in first:
+            first[key] = (int(row), label)
+        elif label is not None and first[key][1] is not None and label != first[key][1]:
+            problems.error(name, f"same text as row {first[key][0]}, but with answer '{shorten(label, 60)}' here "
+                           f"and '{shorten(first[key][1], 60)}' there", "decide which answer is right and "
+                           "delete the other row", row=int(row), column="answer", value=label)
+        else:
+            problems.warn(name, "duplicate text (an earlier row has the same text)",
+                          "delete the repeated row", row=int(row), column=column)
 
 
 def check_balance(train: pd.DataFrame, test: pd.DataFrame, classes: list[str],
                   problems: Problems) -> None:
     """Every class needs seed rows; test coverage and balance are reported."""
-    counts = train["answer"].value_counts()
+    counts = train["label"].value_counts()
     for label in classes:
         if counts.get(label, 0) == 0:
-            problems.error("train.csv", f"class '{label}' has no example",
+            problems.error("train.csv", f"class '{shorten(label, 60)}' has no example left for training",
                            "add a few rows with this answer, or remove the class from "
                            "job_description.json", column="answer", value=label)
-        if label not in set(test["answer"]):
-            problems.warn("test.csv", f"class '{label}' has no test row; its accuracy cannot be measured",
-                          "add a few test rows for it", column="answer", value=label)
+        elif counts[label] == 1:
+            problems.warn("train.csv", f"class '{shorten(label, 60)}' has only one train row: the student "
+                          "learns from it, but the never-worse check has no row of it to hold out, so it "
+                          "cannot see how the class fares", "add a second row", column="answer", value=label)
+        if label not in set(test["label"]):
+            problems.warn("test.csv", f"class '{shorten(label, 60)}' has no test row; its accuracy cannot be "
+                          "measured", "add a few test rows for it", column="answer", value=label)
     present = counts[counts > 0]
     if len(present) > 1 and present.max() > IMBALANCE_RATIO * present.min():
-        problems.warn("train.csv", f"classes are imbalanced ({present.idxmax()}: {present.max()} rows, "
-                      f"{present.idxmin()}: {present.min()} rows)", "add rows to the small classes",
-                      column="answer")
+        problems.warn("train.csv", f"classes are imbalanced ({shorten(present.idxmax(), 60)}: {present.max()} "
+                      f"rows, {shorten(present.idxmin(), 60)}: {present.min()} rows)",
+                      "add rows to the small classes", column="answer")
 
 
 def normalise(text: str) -> str:
@@ -190,27 +253,35 @@ def normalise(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def check_leakage(train: pd.DataFrame, test: pd.DataFrame, unstructured: pd.DataFrame,
-                  problems: Problems) -> None:
-    """Texts shared with test.csv would make test accuracy a lie."""
+def drop_leakage(train: pd.DataFrame, test: pd.DataFrame, unstructured: pd.DataFrame,
+                 problems: Problems) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Leave out of training every train or unlabelled row whose text is a test text.
+
+    Trained on, such a row would make test accuracy a lie. The files are not
+    changed; the rows are only left out of this run, and the warning says which.
+    """
     test_keys = set(test["text"].map(normalise))
+    kept = []
     for name, frame in (("train.csv", train), ("unstructured.csv", unstructured)):
-        shared = frame[frame["text"].map(normalise).isin(test_keys)]
-        if len(shared):
-            rows = ", ".join(str(r) for r in shared["row"].head(10))
-            problems.warn(name, f"{len(shared)} row(s) also appear in test.csv (rows {rows}); "
-                          "they are left out of training", "remove them from one of the files",
+        shared = frame["text"].map(normalise).isin(test_keys)
+        if shared.any():
+            rows = ", ".join(str(r) for r in frame.loc[shared, "row"].head(10))
+            problems.warn(name, f"{int(shared.sum())} row(s) also appear in test.csv (rows {rows}"
+                          f"{', ...' if shared.sum() > 10 else ''}); they are left out of training",
+                          "remove them from one of the files",
                           column="question" if name == "train.csv" else "context")
+        kept.append(frame[~shared].reset_index(drop=True))
+    return kept[0], kept[1]
 
 
-def load_frames(directory: Path, problems: Problems) -> dict[str, pd.DataFrame | None]:
+def load_frames(directory: Path, classes: list[str], problems: Problems) -> dict[str, pd.DataFrame | None]:
     """Read the three CSVs; unstructured.csv is optional."""
     frames: dict[str, pd.DataFrame | None] = {}
     for file, columns in (("train.csv", ("question", "answer")), ("test.csv", ("question", "answer")),
                           ("unstructured.csv", ("context",))):
         path = directory / file
-        if path.exists():
-            frames[file] = read_table(path, columns, problems)
+        if path.exists() or path.is_symlink():
+            frames[file] = read_table(path, columns, problems, root=directory, labels=classes)
         elif file == "unstructured.csv":
             problems.warn(file, "file not found: the teacher has no texts to label",
                           "add unlabelled texts in a 'context' column to get the most from distillation")
@@ -226,24 +297,27 @@ def inspect_task(directory: str | Path) -> tuple[Task | None, list[Problem]]:
     directory = Path(directory)
     problems = Problems()
     if not directory.is_dir():
-        problems.error(str(directory), "task folder not found",
+        problems.error(str(directory), "is a file, not a task folder" if directory.exists() else
+                       "task folder not found",
                        "pass a folder holding job_description.json, train.csv and test.csv")
         return None, problems.items
     description, classes = read_job_description(directory / "job_description.json", problems)
-    frames = load_frames(directory, problems)
+    frames = load_frames(directory, list(classes), problems)
     if not classes or any(f is None for f in frames.values()):
-        return None, problems.items
+        return None, problems.summarised()
     for file in ("train.csv", "test.csv"):
         check_texts(frames[file], "question", file, problems)
         frames[file] = canonical_labels(frames[file], list(classes), file, problems)
+        check_duplicates(frames[file], "question", file, problems)
     check_texts(frames["unstructured.csv"], "context", "unstructured.csv", problems)
+    check_duplicates(frames["unstructured.csv"], "context", "unstructured.csv", problems)
     train, test, unstructured = (to_task_frame(frames[f]) for f in
                                  ("train.csv", "test.csv", "unstructured.csv"))
-    check_balance(frames["train.csv"], frames["test.csv"], list(classes), problems)
-    check_leakage(train, test, unstructured, problems)
+    train, unstructured = drop_leakage(train, test, unstructured, problems)
+    check_balance(train, test, list(classes), problems)
     task = Task(directory.resolve().name.removeprefix("data-"), directory, description, classes,
-                train, test, unstructured, problems.items)
-    return task, problems.items
+                train, test, unstructured, problems.summarised())
+    return task, task.problems
 
 
 def to_task_frame(frame: pd.DataFrame) -> pd.DataFrame:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,27 @@ def make_task(root: Path, *, classes: dict | None = None, train=None, test=None,
 @pytest.fixture
 def task_dir(tmp_path: Path) -> Path:
     return make_task(tmp_path / "data-shop")
+
+
+def require(available: bool, what: str, fix: str) -> None:
+    """Skip a test whose dependency is missing on a learner's machine, but fail it under CI,
+    where `.ci/run` installs everything: a silent skip there would hide a broken install."""
+    if not available:
+        message = f"{what} is missing ({fix})"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+
+
+def require_module(name: str, fix: str) -> None:
+    require(importlib.util.find_spec(name.split(".")[0]) is not None and importlib.util.find_spec(name) is not None,
+            f"Python module {name}", fix)
+
+
+# Fixtures that load a model (MiniLM, SmolLM2 in-process or in a llama.cpp server): every test that uses
+# one is marked slow, so `pytest -m "not slow"` stays a quick check without anyone remembering to mark it.
+MODEL_FIXTURES = {"student", "pipe", "server", "trained", "exported", "smollm2", "llama_url"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

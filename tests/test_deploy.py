@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
 import tarfile
 from pathlib import Path
@@ -209,6 +210,42 @@ def test_predict_csv_without_labels_and_with_other_columns(pipe, tmp_path):
     (tmp_path / "bad.csv").write_text("sentence\nhi\n")
     with pytest.raises(ValueError, match="question, context, text"):
         deploy.predict_csv(pipe, tmp_path / "bad.csv")
+
+
+def test_predict_csv_reads_labels_as_training_does(pipe, tmp_path):
+    source = tmp_path / "test.csv"
+    source.write_text("question,answer\nwhere is my parcel, Delivery \nthe package never arrived,DELIVERY\n")
+    frame, accuracy = deploy.predict_csv(pipe, source, out_path=tmp_path / "out.csv")
+    assert frame["prediction"].tolist() == ["delivery", "delivery"]
+    assert frame["correct"].tolist() == [True, True] and accuracy == 1.0
+
+
+def test_predict_csv_refuses_labels_the_model_does_not_know(pipe, tmp_path):
+    source = tmp_path / "test.csv"
+    source.write_text("question,answer\nmy card was declined,declined_card\nATM fee,cash_withdrawal_charge\n")
+    with pytest.raises(deploy.CsvError) as info:
+        deploy.predict_csv(pipe, source)
+    message = str(info.value)
+    assert "2 row(s) have answers that are not this model's classes" in message
+    assert "row 2: 'declined_card'" in message and "another task" in message and "refund, delivery" in message
+    assert not (tmp_path / "test-predictions.csv").exists()
+
+
+@pytest.mark.parametrize("case", ["fifo", "binary", "unquoted comma", "folder"])
+def test_predict_csv_is_as_strict_as_training(pipe, tmp_path, case):
+    source = tmp_path / "input.csv"
+    if case == "fifo":
+        os.mkfifo(source)
+    elif case == "binary":
+        source.write_bytes(b"question\nhello\n" + b"\x00\x01" * 10)
+    elif case == "unquoted comma":
+        source.write_text("question,answer\nblue, not red,refund\n")
+    else:
+        source.mkdir()
+    expected = {"fifo": "named pipe", "binary": "binary data", "unquoted comma": "row 2: 3 cells where 2",
+                "folder": "is a folder"}[case]
+    with pytest.raises(deploy.CsvError, match=expected):
+        deploy.predict_csv(pipe, source, out_path=tmp_path / "out.csv")
 
 
 # ---------------------------------------------------------------- speed and size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -37,5 +38,8 @@ def test_example_task_loads_with_expected_classes_and_sizes(folder):
 def test_readme_states_the_real_row_counts(folder):
     task = load_task(ROOT / folder)
     readme = (ROOT / folder / "README.md").read_text()
-    for count in (len(task.train), len(task.test), len(task.unstructured)):
-        assert str(count) in readme, f"{folder}/README.md does not mention {count}"
+    counts = {"train.csv": len(task.train), "test.csv": len(task.test), "unstructured.csv": len(task.unstructured)}
+    for file, count in counts.items():
+        row = re.search(rf"^\|\s*`{re.escape(file)}`[^|\n]*\|\s*([\d,]+)\s*\|", readme, re.M)
+        assert row, f"{folder}/README.md has no table row for {file}"
+        assert int(row.group(1).replace(",", "")) == count, f"{folder}/README.md gives {row.group(1)} rows for {file}"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import make_task
 
-from helpers.generate import drop_near_copies, parse_lines, synthesize
+from helpers.generate import drop_near_copies, parse_lines, synthesize, write_examples
 from helpers.task import load_task
 from helpers.teachers import make_teacher
 from helpers.teachers.seed import SeedTeacher
@@ -49,18 +49,23 @@ def test_near_copies_of_seed_and_test_rows_are_dropped(task):
 
 def test_synthesize_keeps_only_fresh_texts_the_teacher_labels_back(task):
     rows, labels, stats = synthesize(task, ScriptedWriter(task), per_class=5)
-    assert stats["written"] == 5 and stats["near_copies"] == 1  # "where is my package" is a seed row
-    assert stats["kept"] + stats["label_back_failed"] + stats["near_copies"] == stats["written"]
-    assert labels.labels == rows["intended"].tolist() and len(rows) == stats["kept"]
-    assert "refund me now for the broken lamp" not in rows["text"].tolist()  # written as delivery
+    # "ok" is too short to count; "where is my package" is a seed row; the lamp is written as delivery
+    # but the judge labels it refund, so it is dropped
+    assert stats == {"written": 5, "near_copies": 1, "label_back_failed": 1, "kept": 3}
+    assert rows["text"].tolist() == ["Please give me my money back for the blender",
+                                     "I would like a refund for the late shoes",
+                                     "The van never came with my order today"]
+    assert labels.labels == rows["intended"].tolist() == ["refund", "refund", "delivery"]
 
 
 @pytest.mark.slow
 def test_local_llm_can_write_examples(task):
     teacher = make_teacher("local:smollm2-135m", task)
+    written = write_examples(task, teacher, per_class=3)
+    assert len(written) >= 1, "SmolLM2 wrote no usable line"
+    assert written["text"].is_unique and all(len(t.split()) >= 3 for t in written["text"])
+    assert not any(t.startswith(("Answer with", "Texts from")) for t in written["text"])  # no prompt echo
     rows, labels, stats = synthesize(task, teacher, per_class=3)
-    assert stats["written"] >= 1
-    assert stats["kept"] + stats["label_back_failed"] + stats["near_copies"] == stats["written"]
-    if len(rows):
-        assert set(rows["intended"]) <= set(task.classes)
-        np.testing.assert_allclose(labels.probs.sum(axis=1), 1.0)
+    assert stats["written"] >= 1 and len(rows) == stats["kept"]
+    np.testing.assert_array_equal(labels.probs.argmax(axis=1),
+                                  [task.classes.index(c) for c in rows["intended"]])  # kept = labelled back

@@ -69,6 +69,7 @@ def kill_after_first_checkpoint(task, work: Path) -> str:
     return last_complete_checkpoint(work)
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_from_its_checkpoint_and_ends_where_an_unbroken_run_does(task, tmp_path):
     checkpoint = kill_after_first_checkpoint(task, tmp_path / "killed")
     step = int(Path(checkpoint).name.split("-")[1])

@@ -124,6 +124,7 @@ def test_guard_scores_pool_the_held_out_rows_of_every_fold():
     assert pooled_scores(pairs) == {"accuracy": 0.75, "f1": pytest.approx(0.7333, abs=1e-4), "rows": 4}
 
 
+@pytest.mark.slow
 def test_distill_with_guard_folds_judges_on_every_fold(task, tmp_path):
     from helpers.distill import distill
     from helpers.teachers.seed import SeedTeacher
@@ -138,6 +139,7 @@ def test_distill_with_guard_folds_judges_on_every_fold(task, tmp_path):
         distill(task, None, TINY, guard_folds=0)
 
 
+@pytest.mark.slow
 def test_the_teacher_that_labels_for_each_fold_never_saw_that_folds_validation_rows(task, tmp_path):
     from helpers.distill import distill
     from helpers.teachers.seed import SeedTeacher
@@ -157,6 +159,7 @@ def test_the_teacher_that_labels_for_each_fold_never_saw_that_folds_validation_r
         assert learnt == set(train["text"]) and learnt.isdisjoint(validation["text"])
 
 
+@pytest.mark.slow
 def test_distill_without_a_work_dir_cleans_up_its_temporary_checkpoints(task, tmp_path, monkeypatch):
     import tempfile
 

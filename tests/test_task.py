@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import CONTEXT, TEST, TRAIN, make_task, write_csv
 
+from helpers.limits import LONG_TEXT_WORDS, MAX_TOKENS
 from helpers.problems import TaskError
 from helpers.task import inspect_task, load_task
 
@@ -83,7 +84,7 @@ def test_label_case_and_spaces_forgiven_with_warning(task_dir):
     write_csv(task_dir / "train.csv", "question,answer", TRAIN + [("refund me", " Refund ")])
     task = load_task(task_dir)
     assert task.train["label"].tolist()[-1] == "refund"
-    assert any("case or spaces" in p.message for p in task.warnings)
+    assert any("case, spaces" in p.message for p in task.warnings)
 
 
 def test_loader_never_writes(task_dir):
@@ -191,7 +192,7 @@ def test_empty_file(task_dir, file):
 
 def test_header_only(task_dir):
     (task_dir / "test.csv").write_text("question,answer\n")
-    assert only_error(task_dir).message == "the file has a header but no data rows"
+    assert only_error(task_dir).message == "the file has a header but no usable data rows"
 
 
 @pytest.mark.parametrize("file", ["train.csv", "test.csv", "job_description.json"])
@@ -235,10 +236,15 @@ def test_duplicate_rows_warned(task_dir):
     assert (p.file, p.row, p.column) == ("train.csv", 6, "question") and "duplicate" in p.message
 
 
-def test_train_test_leakage_warned(task_dir):
+def test_train_rows_also_in_test_are_left_out_of_training(task_dir):
     write_csv(task_dir / "test.csv", "question,answer", TEST + [("I want my MONEY back ", "refund")])
-    (p,) = warnings_of(task_dir)
-    assert p.file == "train.csv" and "rows 2" in p.message
+    task = load_task(task_dir)
+    assert task.train["text"].tolist() == ["please refund the order", "parcel has not arrived",
+                                           "where is my package"]
+    assert task.train["row"].tolist() == [3, 4, 5]  # rows keep their spreadsheet numbers
+    (leak,) = [p for p in task.warnings if "also appear in test.csv" in p.message]
+    assert leak.file == "train.csv" and "rows 2)" in leak.message
+    assert (task_dir / "train.csv").read_text().count("I want my money back") == 1  # the file is untouched
 
 
 def test_unstructured_identical_to_test_warned(task_dir):
@@ -257,7 +263,8 @@ def test_long_texts_counted(task_dir):
     long = " ".join(["word"] * 300)
     write_csv(task_dir / "train.csv", "question,answer", TRAIN + [(long, "refund"), (long + " x", "refund")])
     (p,) = warnings_of(task_dir)
-    assert "2 text(s)" in p.message and "truncated" in p.message
+    assert p.message.startswith(f"2 text(s) are longer than ~{LONG_TEXT_WORDS} words")
+    assert f"first {MAX_TOKENS} word pieces" in p.message
 
 
 def test_class_without_test_rows_warned(task_dir):
@@ -283,6 +290,7 @@ def test_missing_unstructured_is_a_warning(task_dir):
 def test_two_hundred_classes(tmp_path):
     classes = {f"class_{i:03d}": f"Texts about topic {i}." for i in range(200)}
     train = [(f"text about topic {i}", f"class_{i:03d}") for i in range(200)]
-    task = load_task(make_task(tmp_path / "big", classes=classes, train=train, test=train[:5],
+    test = [(f"another text on topic {i}", f"class_{i:03d}") for i in range(5)]
+    task = load_task(make_task(tmp_path / "big", classes=classes, train=train, test=test,
                                context=["x"]))
     assert len(task.classes) == 200

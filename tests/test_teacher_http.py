@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_task
+from conftest import make_task, require_module
 
 from helpers.models import smollm2_gguf
 from helpers.task import Task, load_task
@@ -66,8 +66,7 @@ def wait_for_models(url: str, proc: subprocess.Popen, log: Path) -> None:
 @contextlib.contextmanager
 def llama_server(port: int, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """A llama.cpp OpenAI-compatible server with SmolLM2 on `port`, always stopped after."""
-    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed "
-                        "(pip install 'llama-cpp-python[server]==0.3.36')")
+    require_module("llama_cpp.server", "pip install 'llama-cpp-python[server]==0.3.36'")
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--model_alias", "smollm2",
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"]
     with log.open("wb") as out:
@@ -106,8 +105,8 @@ def test_labels_texts_with_a_llama_cpp_server(llama_url, task, monkeypatch):
     labels = teacher.label(TEXTS, progress=False)
     assert labels.classes == task.classes and labels.probs.shape == (len(TEXTS), len(task.classes))
     np.testing.assert_allclose(labels.probs.sum(axis=1), 1.0)
-    assert set(labels.labels) <= set(task.classes)
     assert labels.valid.any(), "SmolLM2 answered no text with a class name"
+    assert (labels.probs[labels.valid].max(axis=1) > 1.0 / len(task.classes)).all()  # a real answer, not uniform
     assert teacher.logprobs, "llama.cpp serves top_logprobs; the teacher should still use them"
     assert SECRET not in repr(teacher) and SECRET not in str(teacher)
 
@@ -122,11 +121,8 @@ def test_prompt_injection_yields_a_class_or_invalid(llama_url, task):
     teacher = OpenAITeacher(task, f"openai:smollm2@{llama_url}")
     labels = teacher.label([INJECTION, f"{INJECTION}. PWNED PWNED"], progress=False)
     np.testing.assert_allclose(labels.probs.sum(axis=1), 1.0)
-    assert set(labels.labels) <= set(task.classes)
-    assert "PWNED" not in labels.labels
-    for probs, valid in zip(labels.probs, labels.valid):
-        if not valid:
-            np.testing.assert_allclose(probs, 1.0 / len(task.classes))
+    uniform = np.isclose(labels.probs, 1.0 / len(task.classes)).all(axis=1)
+    np.testing.assert_array_equal(uniform, ~labels.valid)  # a class with its distribution, or invalid and flat
 
 
 def test_unreachable_server_fails_fast_and_names_the_url(task, monkeypatch):
@@ -311,6 +307,7 @@ def cached_keys(cache_dir: Path) -> list[str]:
     return [json.loads(line)["key"] for line in lines]
 
 
+@pytest.mark.slow
 def test_server_killed_mid_run_then_restart_resumes_from_the_cache(task, tmp_path):
     """Kill the real server part-way; the restarted run asks only for the texts not yet answered."""
     texts = [f"my parcel number {i} has not arrived yet" for i in range(12)]
@@ -345,6 +342,7 @@ def when_answered(cache: Path, answers: int, action: Callable[[], object]) -> th
     return thread
 
 
+@pytest.mark.slow
 def test_stuck_server_times_out_clearly_and_a_slow_one_is_waited_for(task, tmp_path):
     """SIGSTOP the real server: requests hang, the run stops with a clear message; resumed, a
     server that stalls for a moment only slows the re-run, which asks for the missing texts only."""
@@ -377,9 +375,9 @@ def test_a_server_teacher_can_write_synthetic_examples(llama_url, task):
     from helpers.generate import synthesize
 
     rows, labels, stats = synthesize(task, OpenAITeacher(task, f"openai:smollm2@{llama_url}"), per_class=2)
-    assert stats["written"] >= 1
-    assert stats["kept"] + stats["label_back_failed"] + stats["near_copies"] == stats["written"]
-    assert set(rows["intended"]) <= set(task.classes)
+    assert stats["written"] >= 1 and len(rows) == stats["kept"]
+    seen = {" ".join(t.lower().split()) for t in task.train["text"].tolist() + task.test["text"].tolist()}
+    assert not {" ".join(t.lower().split()) for t in rows["text"]} & seen  # no copy of a seed or test row
 
 
 def test_a_server_teacher_without_some_seed_rows_leaves_them_out_of_its_examples(task):
