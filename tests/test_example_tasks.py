@@ -23,13 +23,20 @@ EXPECTED = {
 }
 
 
+# (train rows, test rows) per class and the least unlabelled rows; the rewritten tasks are shaped like
+# real folders in this format: 12 + 24 per class, 800+ unlabelled, long texts.
+SIZES = {"data-banking-routing": (6, 12, 400), "data-injury": (6, 12, 400),
+         "data-ecommerce": (12, 24, 800), "data-mental-health": (12, 24, 800)}
+
+
 @pytest.mark.parametrize("folder", sorted(EXPECTED))
 def test_example_task_loads_with_expected_classes_and_sizes(folder):
     task = load_task(ROOT / folder)
+    train, test, unlabelled = SIZES[folder]
     assert task.classes == EXPECTED[folder]
-    assert task.train["label"].value_counts().to_dict() == {c: 6 for c in task.classes}
-    assert task.test["label"].value_counts().to_dict() == {c: 12 for c in task.classes}
-    assert len(task.unstructured) >= 400
+    assert task.train["label"].value_counts().to_dict() == {c: train for c in task.classes}
+    assert task.test["label"].value_counts().to_dict() == {c: test for c in task.classes}
+    assert len(task.unstructured) >= unlabelled
     assert not [p for p in task.problems if p.severity == "error"]
     assert (ROOT / folder / "README.md").exists()
 
@@ -43,3 +50,12 @@ def test_readme_states_the_real_row_counts(folder):
         row = re.search(rf"^\|\s*`{re.escape(file)}`[^|\n]*\|\s*([\d,]+)\s*\|", readme, re.M)
         assert row, f"{folder}/README.md has no table row for {file}"
         assert int(row.group(1).replace(",", "")) == count, f"{folder}/README.md gives {row.group(1)} rows for {file}"
+
+
+@pytest.mark.parametrize("folder", ["data-ecommerce", "data-mental-health"])
+def test_rewritten_tasks_have_the_length_spread_of_real_ones(folder):
+    task = load_task(ROOT / folder)
+    for frame in (task.train, task.test, task.unstructured):
+        words = frame["text"].str.split().str.len()
+        assert words.median() >= 60 and words.quantile(0.9) >= 250
+    assert (task.unstructured["text"].str.split().str.len() > 1000).sum() >= 3
