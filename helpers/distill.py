@@ -30,7 +30,7 @@ from helpers.embeddings import max_similarity
 from helpers.generate import synthesize
 from helpers.student import StudentConfig, TrainedStudent, gold_rows, train_student
 from helpers.task import Task, normalise
-from helpers.teachers.base import Teacher, TeacherLabels
+from helpers.teachers.base import Teacher, TeacherLabels, texts_shortened
 
 NEAR_DUPLICATE = 0.95
 CAP_RATIO = 1.5
@@ -194,7 +194,8 @@ class Recipe:
                                desc="teacher labelling")
         chosen, capped = select_teacher_rows(texts, labels)
         taught = teacher_rows([texts[i] for i in chosen], labels.select(chosen), self.config.temperature)
-        stats = {"teacher_rows": len(taught), "invalid": int((~labels.valid).sum()), "capped_per_class": capped}
+        stats = {"teacher_rows": len(taught), "invalid": int((~labels.valid).sum()), "capped_per_class": capped,
+                 "teacher_texts_shortened": texts_shortened(teacher, texts)}
         if self.synthetic_per_class and hasattr(teacher, "chat"):
             written, written_labels, stats["synthetic"] = synthesize(teacher.task, teacher, self.synthetic_per_class,
                                                                      self.config.seed)

@@ -10,6 +10,9 @@ MAX_TOKENS = 128  # the student's window: word-piece tokens it reads, [CLS] and 
 TOKENS_PER_WORD = 1.45  # MiniLM word pieces per word: median 1.44 on our example tasks (measured)
 LONG_TEXT_WORDS = int((MAX_TOKENS - 2) / TOKENS_PER_WORD)  # ~86 words fill the window
 
+TEACHER_TEXT_WORDS = 700  # of one text in an LLM teacher's prompt (~1,000 tokens): fits a 4,096-token server
+EXAMPLE_TEXT_WORDS = 150  # of one seed row shown to an LLM teacher as an example, so several fit
+
 MAX_CELL_CHARS = 20_000  # one text; a longer cell is almost always a paste gone wrong
 MAX_CLASS_NAME_CHARS = 200  # a class name is a label, not a paragraph
 MAX_CSV_BYTES = 256 * 1024**2  # one CSV: ~100,000 long texts

@@ -13,6 +13,7 @@ import pandas as pd
 from helpers.distill import DistillResult, distill
 from helpers.evaluate import Evaluation, TeacherReport, comparison_table, evaluate_student, evaluate_teacher
 from helpers.export import export_model
+from helpers.limits import TEACHER_TEXT_WORDS
 from helpers.student import StudentConfig
 from helpers.task import Task, load_task
 from helpers.teachers import make_teacher
@@ -54,6 +55,10 @@ class RunReport:
                  f"kept: {self.result.chosen} (validation decides; never worse than seed-only)"
                  + ("; retrained from the teacher of every seed row" if "refit_teacher" in self.result.stats else ""),
                  f"data: {self.result.stats}"]
+        shortened = self.result.stats.get("teacher_texts_shortened", 0)
+        if shortened:
+            lines.append(f"{shortened} unlabelled text(s) were longer than {TEACHER_TEXT_WORDS} words; the teacher "
+                         "read their first and last words only (the middle is marked as left out)")
         if self.teacher_report.warning:
             lines += ["", "WARNING: " + self.teacher_report.warning]
         if self.model_dir:

@@ -160,6 +160,18 @@ def test_the_teacher_that_labels_for_each_fold_never_saw_that_folds_validation_r
 
 
 @pytest.mark.slow
+def test_distill_records_how_many_texts_its_teacher_read_in_part(task, tmp_path):
+    from helpers.distill import distill
+    from helpers.teachers.seed import SeedTeacher
+
+    class Windowed(SeedTeacher):
+        text_words = 3  # as if the teacher's prompt held three words of each text
+
+    result = distill(task, Windowed(task), TINY, progress=False, work_dir=tmp_path)
+    assert result.stats["teacher_texts_shortened"] == sum(len(t.split()) > 3 for t in result.unlabelled_texts) > 0
+
+
+@pytest.mark.slow
 def test_distill_without_a_work_dir_cleans_up_its_temporary_checkpoints(task, tmp_path, monkeypatch):
     import tempfile
 

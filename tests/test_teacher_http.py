@@ -28,6 +28,7 @@ from conftest import make_task, require_module
 from helpers.models import smollm2_gguf
 from helpers.task import Task, load_task
 from helpers.teachers import make_teacher
+from helpers.teachers.base import texts_shortened
 from helpers.teachers.http import OpenAITeacher, RetryPolicy, TeacherUnavailable, parse_class
 
 SECRET = "sk-test-SECRET-9f8e7d6c5b4a"
@@ -109,6 +110,15 @@ def test_labels_texts_with_a_llama_cpp_server(llama_url, task, monkeypatch):
     assert (labels.probs[labels.valid].max(axis=1) > 1.0 / len(task.classes)).all()  # a real answer, not uniform
     assert teacher.logprobs, "llama.cpp serves top_logprobs; the teacher should still use them"
     assert SECRET not in repr(teacher) and SECRET not in str(teacher)
+
+
+def test_a_4000_word_text_does_not_overflow_the_servers_context(llama_url, task):
+    """The test server has a 4,096-token context; this 4,200-word text alone is over 5,000 tokens."""
+    long = "\n".join(f"day {i}: the parcel is still not here and the tracking page says nothing" for i in range(300))
+    teacher = OpenAITeacher(task, f"openai:smollm2@{llama_url}")
+    assert len(long.split()) > 4000 and texts_shortened(teacher, [long, TEXTS[0]]) == 1
+    labels = teacher.label([long], progress=False)  # unshortened, the server answers 400 (context exceeded)
+    assert labels.probs.shape == (1, len(task.classes))  # SmolLM2 may still fail to name a class: that is allowed
 
 
 def test_wrong_model_name_is_served_by_the_loaded_model(llama_url, task):

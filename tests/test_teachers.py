@@ -9,7 +9,8 @@ from conftest import make_task
 from helpers.evaluate import TeacherReport, evaluate_predictions
 from helpers.task import load_task
 from helpers.teachers import make_teacher
-from helpers.teachers.base import Teacher
+from helpers.limits import TEACHER_TEXT_WORDS
+from helpers.teachers.base import Teacher, fit_words, texts_shortened
 from helpers.teachers.committee import fit_weights, pool
 
 TRAIN = [("I want my money back", "refund"), ("please refund the order", "refund"),
@@ -116,7 +117,7 @@ def test_local_llm_returns_a_distribution_over_the_classes(smollm2):
     labels = smollm2.label(["where is my parcel?", INJECTION], progress=False)
     assert labels.probs.shape == (2, 2) and labels.valid.all()
     np.testing.assert_allclose(labels.probs.sum(axis=1), 1.0)
-    assert set(labels.labels) <= {"refund", "delivery"}  # injection cannot produce another answer
+    assert (labels.probs.max(axis=1) > 0.5).all()  # a scored answer, not the flat fallback
 
 
 @pytest.mark.slow
@@ -224,3 +225,34 @@ def test_committee_without_rows_rebuilds_both_members_on_the_same_loaded_llm(tas
     fresh.prepare()
     np.testing.assert_allclose(llm.raw_scores("my parcel is late"), fresh.raw_scores("my parcel is late"),
                                atol=1e-4)
+
+
+LONG = "\n".join(f"line {i}: my parcel is late again and nobody answers the phone" for i in range(200))  # 2,400 words
+
+
+def test_a_long_text_keeps_its_start_and_end_around_a_marker():
+    short = "where is my parcel"
+    assert fit_words(short, 10) == short
+    fitted = fit_words(LONG, TEACHER_TEXT_WORDS)
+    words = fitted.split()
+    assert fitted.startswith("line 0: my parcel") and fitted.endswith(LONG[-40:])
+    assert f"[... {len(LONG.split()) - TEACHER_TEXT_WORDS:,} words left out ...]" in fitted
+    assert len(words) == TEACHER_TEXT_WORDS + 6  # the marker is 6 words
+    assert "\nline 1:" in fitted  # line breaks of the kept parts stay
+
+
+def test_only_teachers_with_a_window_count_shortened_texts(task):
+    assert texts_shortened(make_teacher("seed", task), [LONG]) == 0  # reads its embedder's window, not a prompt
+    window = CountingTeacher(task)
+    window.text_words = 12
+    assert texts_shortened(window, [LONG, "where is my parcel", " ".join(["w"] * 13)]) == 2
+
+
+@pytest.mark.slow
+def test_a_2000_word_text_fits_the_local_models_context(smollm2):
+    assert texts_shortened(smollm2, [LONG, "short"]) == 1
+    suffix = smollm2.tokenizer(smollm2.suffix(LONG, []), add_special_tokens=False)["input_ids"]
+    window = smollm2.model.config.max_position_embeddings
+    assert len(suffix) < 1.6 * TEACHER_TEXT_WORDS and smollm2.prefix_ids.shape[1] + len(suffix) < window
+    labels = smollm2.label([LONG], progress=False)
+    assert labels.valid.all() and labels.probs.max() > 0.5  # scored, not the flat fallback

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Collection
 from dataclasses import dataclass, replace
@@ -19,6 +20,8 @@ from tqdm.auto import tqdm
 
 from helpers.task import Task
 from helpers.teachers.cache import LabelCache
+
+WORD = re.compile(r"\S+")
 
 
 @dataclass
@@ -49,10 +52,27 @@ class TeacherLabels:
         return TeacherLabels(self.classes, self.probs[index], self.valid[index])
 
 
+def fit_words(text: str, limit: int) -> str:
+    """`text` if it has at most `limit` words, else its first 3/4 and last 1/4 of `limit`
+    words around a marker saying how many were left out.
+
+    A 2,000-word post would overflow a small LLM's context or a server's; the start
+    usually says what the text is about and the end often how it turned out, so
+    both are kept, with line breaks intact.
+    """
+    words = list(WORD.finditer(text))
+    if len(words) <= limit:
+        return text
+    head, tail = words[(limit * 3) // 4 - 1], words[len(words) - (limit - (limit * 3) // 4)]
+    return (f"{text[:head.end()]} [... {len(words) - limit:,} words left out ...] "
+            f"{text[tail.start():]}")
+
+
 class Teacher(ABC):
     """A model that labels texts for one task. Subclasses implement `predict`."""
 
     prompt_version = "v1"
+    text_words: int | None = None  # words of one text the teacher reads; None: the whole text
 
     def __init__(self, task: Task, spec: str):
         self.task = task
@@ -109,6 +129,13 @@ class Teacher(ABC):
         probs = np.array([answers[i][0] for i in range(len(texts))]).reshape(len(texts), -1)
         valid = np.array([answers[i][1] for i in range(len(texts))], dtype=bool)
         return TeacherLabels(self.task.classes, probs, valid)
+
+
+def texts_shortened(teacher: Teacher, texts: list[str]) -> int:
+    """How many of `texts` the teacher reads only in part (see `fit_words`), so a run can
+    say so instead of cutting them silently."""
+    limit = teacher.text_words
+    return 0 if limit is None else sum(len(WORD.findall(t)) > limit for t in texts)
 
 
 def seed_fingerprint(task: Task) -> str:

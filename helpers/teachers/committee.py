@@ -69,6 +69,12 @@ class CommitteeTeacher(Teacher):
         rows = held_out_rows(task)
         return CommitteeTeacher(task, self.spec, seed.refit(task), llm.refit(task, rows), rows)
 
+    @property
+    def text_words(self) -> int | None:
+        """The shortest window of the members that are asked (weight > 0)."""
+        windows = [m.text_words for m, w in zip(self.members, self.weights) if w > 0 and m.text_words]
+        return min(windows, default=None)
+
     def __getattr__(self, name: str):
         """`chat` (writing synthetic examples) is the LLM member's, when it can write."""
         if name == "chat" and hasattr(self.members[1], "chat"):

@@ -36,8 +36,9 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import openai
 
+from helpers.limits import TEACHER_TEXT_WORDS
 from helpers.task import Task
-from helpers.teachers.base import Teacher, uniform
+from helpers.teachers.base import Teacher, fit_words, uniform
 from helpers.teachers.local import pick_examples, system_prompt
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,8 @@ def retry_after(exc: Exception) -> float | None:
 class OpenAITeacher(Teacher):
     """Labels texts by asking a chat model behind an OpenAI-compatible API."""
 
-    prompt_version = "openai-v1"
+    prompt_version = f"openai-v2-fit{TEACHER_TEXT_WORDS}"
+    text_words = TEACHER_TEXT_WORDS
 
     def __init__(self, task: Task, spec: str, *, held_out: frozenset[int] = frozenset(),
                  concurrency: int = 4, timeout: float | None = None, max_retries_invalid: int = 2,
@@ -328,7 +330,7 @@ class OpenAITeacher(Teacher):
     def answer(self, text: str) -> tuple[np.ndarray, bool]:
         """Ask until the reply is a class (at most 1 + max_retries_invalid times)."""
         classes = self.task.classes
-        messages = self.prefix + [{"role": "user", "content": text}]
+        messages = self.prefix + [{"role": "user", "content": fit_words(text, TEACHER_TEXT_WORDS)}]
         for _ in range(self.max_retries_invalid + 1):
             reply, position = self.complete(messages)
             parsed = parse_class(reply, classes)

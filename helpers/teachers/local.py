@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.limits import EXAMPLE_TEXT_WORDS, TEACHER_TEXT_WORDS
 from helpers.models import set_threads, smollm2_gguf
 from helpers.task import Task
-from helpers.teachers.base import Teacher
+from helpers.teachers.base import Teacher, fit_words
 
 SENTINEL = "\u2063TEXT\u2063"
 MAX_PREFIX_TOKENS = 3000
@@ -65,7 +66,8 @@ def pick_examples(task: Task, tokenizer, budget: int, held_out: frozenset[int] =
     can be scored on them honestly (see the committee).
     """
     rows = task.train[~task.train.index.isin(held_out)]
-    by_class = [list(zip(g["text"], g["label"])) for _, g in rows.groupby("label", sort=False)]
+    by_class = [[(fit_words(t, EXAMPLE_TEXT_WORDS), label) for t, label in zip(g["text"], g["label"])]
+                for _, g in rows.groupby("label", sort=False)]
     picked, used = [], 0
     for rank in range(max(map(len, by_class), default=0)):
         for rows in by_class:
@@ -93,7 +95,7 @@ class SeedNeighbours:
 
         if not texts or not len(self.rows):
             return [[] for _ in texts]
-        rows = list(zip(self.rows["text"], self.rows["label"]))
+        rows = [(fit_words(t, EXAMPLE_TEXT_WORDS), label) for t, label in zip(self.rows["text"], self.rows["label"])]
         order = np.argsort(-(embed(texts) @ self.vectors.T), axis=1, kind="stable")[:, :k]
         return [[rows[i] for i in reversed(top)] for top in order]
 
@@ -106,7 +108,8 @@ class LocalLMTeacher(Teacher):
                  batch_size: int = 1):
         super().__init__(task, spec)
         self.held_out, self.retrieve, self.batch_size = held_out, retrieve, batch_size
-        self.prompt_version = f"v3-calibrated-knn{retrieve}"
+        self.prompt_version = f"v4-calibrated-knn{retrieve}-fit{TEACHER_TEXT_WORDS}"
+        self.text_words = TEACHER_TEXT_WORDS
         set_threads()
         self.tokenizer, self.model = load_causal_lm(name_or_path, gguf_file)
         self.use_prefix_cache = use_prefix_cache
@@ -148,7 +151,7 @@ class LocalLMTeacher(Teacher):
 
     def suffix(self, text: str, examples: list[tuple[str, str]]) -> str:
         """What follows the cached prefix for one text (its example turns, then the text)."""
-        text = text.replace(SENTINEL, "")
+        text = fit_words(text.replace(SENTINEL, ""), TEACHER_TEXT_WORDS)
         if not examples:
             return text + self.suffix_template
         return self.render(examples, text).removeprefix(self.prefix)

@@ -39,8 +39,8 @@ class SeedTeacher(Teacher):
         self.model = fit_classifier(self.vectors, self.targets, len(task.classes))
 
     def refit(self, task: Task, held_out: frozenset[int] = frozenset()) -> SeedTeacher:
-        """A fresh classifier on `task`'s seed rows (every row is learnt from)."""
-        return SeedTeacher(task, self.spec)
+        """A fresh classifier on `task`'s seed rows (every row is learnt from), of the same class."""
+        return type(self)(task, self.spec)
 
     def predict(self, texts: list[str]) -> list[tuple[np.ndarray, bool]]:
         probs = full_probs(self.model, embed(texts), len(self.task.classes))
