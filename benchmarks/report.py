@@ -34,13 +34,17 @@ def flatten(record: dict) -> dict:
             "size_mb": s["size_mb"], "total_s": record["total_seconds"]}
 
 
+def spread(grouped):
+    """'mean ± std' of grouped values, as text (std 0 for a single seed)."""
+    return grouped.mean().round(3).astype(str) + " ± " + grouped.std().fillna(0).round(3).astype(str)
+
+
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std over seeds per task, teacher and guard; how often the kept model lost to base."""
     metrics = ["teacher_acc", "tfidf_acc", "base_acc", "tuned_acc", "kept_acc", "tuned_f1", "p50_ms", "total_s"]
     grouped = frame.groupby(["task", "teacher", "guard_folds", "recipe"])
-    mean, std, n = grouped[metrics].mean(), grouped[metrics].std().fillna(0), grouped.size()
-    table = mean.round(3).astype(str) + " ± " + std.round(3).astype(str)
-    table.insert(0, "seeds", n)
+    table = spread(grouped[metrics])
+    table.insert(0, "seeds", grouped.size())
     table.insert(1, "kept < base", grouped["kept_below_base"].sum())
     return table.reset_index()
 
@@ -75,6 +79,28 @@ def teacher_table(root: Path) -> str:
     return frame.to_markdown(index=False)
 
 
+def long_text_table(root: Path) -> str:
+    """Window strategies on the long-text tasks (benchmarks/long_texts.py): mean ± std over seeds."""
+    path = root / "benchmarks" / "results" / "long-texts.json"
+    if not path.exists():
+        return "Not run yet: `python benchmarks/long_texts.py`."
+    results = json.loads(path.read_text())
+    runs = pd.DataFrame(results["runs"])
+    grouped = runs.groupby(["task", "strategy"])
+    frame = pd.DataFrame({"seeds": grouped.size(), "student-base accuracy": spread(grouped["accuracy"]),
+                          "train s": grouped["train_seconds"].mean().round(0),
+                          "p50 ms (batch 1)": grouped["p50_ms_batch1"].mean().round(1)}).reset_index()
+    lengths = pd.DataFrame(results["lengths"]).to_markdown(index=False)
+    return f"Word pieces per train and test text:\n\n{lengths}\n\n{frame.to_markdown(index=False)}"
+
+
+def retired_table(root: Path) -> str:
+    """Runs on task versions no longer in the repo, kept so old figures can still be traced."""
+    records = [json.loads(p.read_text()) for p in sorted((root / "benchmarks" / "results" / "retired").glob("*.json"))
+               if p.name != "teachers.json"]
+    return summary(pd.DataFrame([flatten(r) for r in records])).to_markdown(index=False) if records else "None."
+
+
 def render(records: list[dict], machine: str, root: Path = Path(__file__).resolve().parents[1]) -> str:
     if not records:
         return "# Benchmarks\n\nNo results yet: run `python benchmarks/run.py --suite tasks`.\n"
@@ -85,4 +111,9 @@ def render(records: list[dict], machine: str, root: Path = Path(__file__).resolv
         "Produced by `make benchmark` (`python benchmarks/run.py`); raw records in `benchmarks/results/`.", "",
         "## Summary (mean ± std over seeds)", "", summary(frame).to_markdown(index=False), "",
         f"![accuracy]({PLOT})", "", "## Teachers on the test sets", "", teacher_table(root), "",
-        "## Every run", "", frame.to_markdown(index=False), ""])
+        "## Long texts: how much the student reads", "", long_text_table(root), "",
+        "## Every run", "", frame.to_markdown(index=False), "",
+        "## Retired: the short-text versions of data-ecommerce and data-mental-health", "",
+        "Measured before those two tasks were rewritten with long texts (12 + 24 rows per class); "
+        "raw records in `benchmarks/results/retired/`. Not comparable with the current tasks.", "",
+        retired_table(root), ""])
