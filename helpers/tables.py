@@ -7,8 +7,8 @@ Learners should not have to know any of that, so `read_table` accepts all of
 them and reports rows with the numbers the spreadsheet shows (the header is row 1).
 
 What is not a spreadsheet's file is refused before it can hurt: folders, named
-pipes and devices (a pipe would block forever), links out of the task folder,
-files over a size limit, binary data anywhere in the file, undecodable bytes.
+pipes and devices (a pipe would block forever), dangling links, files over a size
+limit, binary data anywhere in the file, undecodable bytes.
 """
 
 from __future__ import annotations
@@ -52,14 +52,19 @@ def file_kind(mode: int) -> str:
     return next((word for test, word in kinds if test(mode)), "not a regular file")
 
 
-def link_problem(path: Path, root: Path | None) -> str | None:
-    """Why a link cannot be followed: it dangles, or leaves the task folder."""
+def check_link(path: Path, root: Path | None, problems: Problems) -> bool:
+    """Whether a link may be followed: not when it dangles. A link out of the task folder is
+    followed with a warning (data tools such as DVC and git-annex keep files elsewhere and
+    link them in), since copying the folder would not copy that file."""
     target = path.resolve()
     if not target.exists():
-        return f"is a link to {shorten(str(target))}, which does not exist"
+        problems.error(path.name, f"is a link to {shorten(str(target))}, which does not exist",
+                       "copy the file itself into the task folder")
+        return False
     if root is not None and not target.is_relative_to(root.resolve()):
-        return f"is a link to {shorten(str(target))}, outside the task folder"
-    return None
+        problems.warn(path.name, f"is a link to {shorten(str(target))}, outside the task folder",
+                      "copy the file in if you will share or archive the folder: the link does not carry it")
+    return True
 
 
 def read_bytes(path: Path, limit: int, problems: Problems, root: Path | None = None) -> bytes | None:
@@ -70,8 +75,7 @@ def read_bytes(path: Path, limit: int, problems: Problems, root: Path | None = N
     check and the read is still the one checked.
     """
     name = path.name
-    if path.is_symlink() and (why := link_problem(path, root)):
-        problems.error(name, why, "copy the file itself into the task folder")
+    if path.is_symlink() and not check_link(path, root, problems):
         return None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -88,10 +92,15 @@ def read_bytes(path: Path, limit: int, problems: Problems, root: Path | None = N
     with os.fdopen(fd, "rb") as handle:
         data = handle.read(limit + 1) if size <= limit else b""
     if size > limit or len(data) > limit:
-        problems.error(name, f"is {max(size, len(data)) / 1024**2:,.0f} MB, over the limit of "
-                       f"{limit / 1024**2:,.0f} MB", "split it into smaller files or keep fewer rows")
+        problems.error(name, f"is {file_size(max(size, len(data)))}, over the limit of {file_size(limit)}",
+                       "split it into smaller files or keep fewer rows")
         return None
     return data
+
+
+def file_size(n: int) -> str:
+    """'256 MB' or '1,000 bytes'."""
+    return f"{n / 1024**2:,.0f} MB" if n >= 1024**2 else f"{n:,} bytes"
 
 
 def line_of(text: str, index: int) -> int:

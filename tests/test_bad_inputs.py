@@ -82,7 +82,7 @@ def test_a_link_to_an_endless_device_is_refused(task_dir):
     (task_dir / "unstructured.csv").unlink()
     (task_dir / "unstructured.csv").symlink_to("/dev/zero")
     p = the_error(task_dir)
-    assert p.file == "unstructured.csv" and "outside the task folder" in p.message
+    assert (p.file, p.message) == ("unstructured.csv", "is a device, not a regular file")
 
 
 def test_a_device_is_refused_even_when_no_folder_is_named():
@@ -91,12 +91,14 @@ def test_a_device_is_refused_even_when_no_folder_is_named():
     assert problems.errors[0].message == "is a device, not a regular file"
 
 
-def test_a_link_out_of_the_task_folder_is_refused(task_dir, tmp_path):
-    outside = write_csv(tmp_path / "elsewhere.csv", "question,answer", TEST)
+def test_a_link_out_of_the_task_folder_is_read_with_a_warning(task_dir, tmp_path):
+    outside = write_csv(tmp_path / "elsewhere.csv", "question,answer", TEST + [("is it shipped yet", "delivery")])
     (task_dir / "test.csv").unlink()
     (task_dir / "test.csv").symlink_to(outside)
-    p = the_error(task_dir)
-    assert p.file == "test.csv" and "outside the task folder" in p.message and "copy" in p.fix
+    task = accepted(task_dir)
+    assert task.test["text"].tolist()[-1] == "is it shipped yet"
+    (p,) = task.warnings
+    assert p.file == "test.csv" and "outside the task folder" in p.message and "does not carry it" in p.fix
 
 
 def test_a_link_inside_the_task_folder_is_followed(task_dir):
@@ -116,7 +118,7 @@ def test_a_file_over_the_size_limit_is_refused_before_it_is_read(task_dir, monke
     monkeypatch.setattr(helpers.tables, "MAX_CSV_BYTES", 1_000)
     write_csv(task_dir / "unstructured.csv", "context", CONTEXT + ["padding " * 200])
     p = the_error(task_dir)
-    assert p.file == "unstructured.csv" and "over the limit" in p.message
+    assert p.file == "unstructured.csv" and "over the limit of 1,000 bytes" in p.message
 
 
 def test_a_task_folder_that_is_a_file(tmp_path):

@@ -7,9 +7,9 @@ import pytest
 from conftest import make_task
 
 from helpers.evaluate import TeacherReport, evaluate_predictions
+from helpers.limits import TEACHER_TEXT_WORDS
 from helpers.task import load_task
 from helpers.teachers import make_teacher
-from helpers.limits import TEACHER_TEXT_WORDS
 from helpers.teachers.base import Teacher, fit_words, texts_shortened
 from helpers.teachers.committee import fit_weights, pool
 
