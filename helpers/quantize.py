@@ -119,7 +119,9 @@ class OnnxClassifier:
     Texts are cut at the training window (`MAX_TOKENS`) exactly as the pipeline cuts them.
     Tokenizing goes straight to the Rust tokenizer (the Python wrapper costs more than the
     int8 model on a short text), and a batch is sorted by length first so short texts are
-    not padded to the longest one.
+    not padded to the longest one. Dynamic int8 takes its activation scale from the whole
+    batch, so a text's scores shift slightly with its batch neighbours (rarely its class);
+    ``batch_size=1`` makes every answer independent of the others, at a cost in throughput.
     """
 
     def __init__(self, onnx_dir: str | Path, threads: int | None = None):

@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -211,3 +212,12 @@ def wait_started(server: uvicorn.Server, thread: threading.Thread, timeout: floa
         timeout -= 0.05
     return server.started
 
+
+def client_predictor(client: httpx.Client):
+    """texts -> the server's predictions through ``client`` (an error answer raises), so
+    `deploy.measure_latency` can time the service exactly as a client sees it."""
+    def predict(texts: list[str]) -> list:
+        response = client.post("/predict", json={"texts": list(texts)})
+        response.raise_for_status()
+        return response.json()["predictions"]
+    return predict
