@@ -26,7 +26,8 @@ import pandas as pd
 from helpers.limits import MAX_TOKENS
 
 ONNX_FILE = "model-int8.onnx"
-SOURCE_FILE = "source.json"  # which model.safetensors the int8 file was made from
+SOURCE_FILE = "source.json"  # which model.safetensors the int8 file was made from, and how
+RECIPE = "dynamic-int8-per-channel-v1"  # change it when the export changes: old copies are then redone
 TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
@@ -85,7 +86,8 @@ def export_onnx_int8(model_dir: str | Path, out_dir: str | Path) -> Path:
     for name in TOKENIZER_FILES:
         if (model_dir / name).exists():
             shutil.copy2(model_dir / name, out_dir / name)
-    (out_dir / SOURCE_FILE).write_text(json.dumps({"safetensors_sha256": weights_digest(model_dir)}) + "\n")
+    source = {"safetensors_sha256": weights_digest(model_dir), "recipe": RECIPE}
+    (out_dir / SOURCE_FILE).write_text(json.dumps(source) + "\n")
     return out_dir / ONNX_FILE
 
 
@@ -96,15 +98,16 @@ def onnx_input_names(tokenizer) -> list[str]:
 
 
 def matches(onnx_dir: str | Path, model_dir: str | Path) -> bool:
-    """True when ``onnx_dir`` holds an int8 file made from ``model_dir``'s current weights."""
+    """True when ``onnx_dir`` holds an int8 file made from ``model_dir``'s current weights by
+    this version's export recipe."""
     source = Path(onnx_dir) / SOURCE_FILE
     if not (Path(onnx_dir) / ONNX_FILE).is_file() or not source.is_file():
         return False
     try:
-        recorded = json.loads(source.read_text()).get("safetensors_sha256")
+        recorded = json.loads(source.read_text())
+        return recorded.get("recipe") == RECIPE and recorded.get("safetensors_sha256") == weights_digest(model_dir)
     except (ValueError, AttributeError):
         return False
-    return recorded == weights_digest(model_dir)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
