@@ -323,6 +323,12 @@ def test_load_model_serves_int8_only_when_it_matches_the_weights(student, onnx_d
         weights.write(b"\x00\x00\x80\x3f")
     assert not quantize.matches(tmp_path / "model-onnx", copy)
     assert isinstance(deploy.load_model(copy), deploy.TextClassificationPipeline)
+    older = tmp_path / "older"  # same weights, int8 made by an earlier export recipe
+    shutil.copytree(student["dir"], older / "model")
+    shutil.copytree(onnx_dir, older / "model-onnx")
+    source = older / "model-onnx" / quantize.SOURCE_FILE
+    source.write_text(source.read_text().replace(quantize.RECIPE, "dynamic-int8-per-tensor"))
+    assert not quantize.matches(older / "model-onnx", older / "model")
     with pytest.raises(FileNotFoundError, match="export_onnx_int8"):
         deploy.load_model(student["dir"].parent / "elsewhere" / "model", "onnx")
     with pytest.raises(ValueError, match="'auto', 'onnx' or 'pytorch'"):
