@@ -1,7 +1,7 @@
 """Serving speed, size and agreement: fp32 PyTorch student against its int8 ONNX copy, side by side.
 
     python benchmarks/serving.py --model banking-routing=model --model ecommerce=/tmp/ecommerce/model \\
-        --runs 3 --json benchmarks/results/serving.json
+        --runs 3
 
 For every trained student given (``task=model_dir``, the task folder being ``data-<task>``):
 the int8 copy is exported beside it if missing, both answer the task's whole test.csv (same
@@ -23,14 +23,16 @@ import time
 from pathlib import Path
 
 import httpx
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from report import serving_table  # noqa: E402
+
 from helpers import deploy, quantize  # noqa: E402
 from helpers.serve import client_predictor  # noqa: E402
 
+RESULT = ROOT / "benchmarks" / "results" / "serving" / "serving.json"  # read by report.serving_table
 BACKENDS = ("pytorch", "onnx")
 SERVER = ("import sys, time\nfrom helpers.serve import serve\n"
           "handle = serve(sys.argv[1], backend=sys.argv[2])\nprint(handle.url, flush=True)\n"
@@ -105,13 +107,19 @@ def time_backend(model_dir: Path, backend: str, sets: dict[str, list[str]], runs
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True, help="task=model_dir, e.g. ecommerce=model")
-    parser.add_argument("--runs", type=int, default=3, help="timing runs per backend (spread between them)")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="timing runs per backend (spread between them); 0: agreement only, timings kept")
     parser.add_argument("--requests", type=int, default=100, help="one-text requests per timing")
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "serving.json")
+    parser.add_argument("--json", type=Path, default=RESULT)
     args = parser.parse_args(argv)
     sets = {"short (banking)": texts_of(ROOT / "data-banking-routing" / "test.csv"), "~300 words": long_texts()}
     record = {"cpu_count": os.cpu_count(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
               "n_texts": {k: len(v) for k, v in sets.items()}, "tasks": {}, "timings": []}
+    if args.json.exists():  # a later call adds tasks (agreement) or replaces the timings, keeping the rest
+        previous = json.loads(args.json.read_text())
+        record["tasks"] = previous["tasks"]
+        if args.runs == 0:
+            record = previous
     for spec in args.model:
         task, _, folder = spec.partition("=")
         model_dir = Path(folder).resolve()
@@ -120,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         record["tasks"][task] = agreement(model_dir, ROOT / f"data-{task}" / "test.csv")
         print(task, record["tasks"][task], flush=True)
     first = Path(args.model[0].partition("=")[2]).resolve()
+    if args.runs:
+        record["timed_model"] = args.model[0]
     for run in range(args.runs):
         for backend in BACKENDS:
             for row in time_backend(first, backend, sets, args.requests):
@@ -127,20 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(row, flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(record, indent=1) + "\n")
-    print(render(record))
+    print(serving_table(ROOT))
     return 0
-
-
-def render(record: dict) -> str:
-    """Markdown: agreement per task, then median and range over the runs per timing."""
-    tasks = pd.DataFrame(record["tasks"]).T.round(3)
-    timings = pd.DataFrame(record["timings"])
-    spread = timings.groupby(["texts", "where", "backend"], sort=False).agg(
-        p50_ms=("p50_ms", "median"), p50_min=("p50_ms", "min"), p50_max=("p50_ms", "max"),
-        p95_ms=("p95_ms", "median"), texts_per_s=("texts_per_second", "median"),
-        tps_min=("texts_per_second", "min"), tps_max=("texts_per_second", "max"),
-        load_min=("load_before", "min"), load_max=("load_after", "max"))
-    return tasks.to_markdown() + "\n\n" + spread.round(1).to_markdown()
 
 
 if __name__ == "__main__":
