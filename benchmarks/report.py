@@ -82,7 +82,7 @@ def serving_table(root: Path) -> str:
     if not path.exists():
         return "Not run yet: `python benchmarks/serving.py --model banking-routing=model`."
     record = json.loads(path.read_text())
-    tasks = pd.DataFrame(record["tasks"]).T.rename_axis("task").reset_index()
+    tasks = pd.DataFrame(record["tasks"]).T.infer_objects().rename_axis("task").reset_index()
     if not record["timings"]:
         return tasks.round(3).to_markdown(index=False)
     timings = pd.DataFrame(record["timings"])
