@@ -101,6 +101,29 @@ def retired_table(root: Path) -> str:
     return summary(pd.DataFrame([flatten(r) for r in records])).to_markdown(index=False) if records else "None."
 
 
+def serving_table(root: Path) -> str:
+    """fp32 against int8 serving (benchmarks/serving.py): agreement per task, then the median and
+    range over the runs of every timing, with the load average seen around it."""
+    path = root / "benchmarks" / "results" / "serving" / "serving.json"
+    if not path.exists():
+        return "Not run yet: `python benchmarks/serving.py --model banking-routing=model`."
+    record = json.loads(path.read_text())
+    tasks = pd.DataFrame(record["tasks"]).T.infer_objects().rename_axis("task").reset_index()
+    if not record["timings"]:
+        return tasks.round(3).to_markdown(index=False)
+    timings = pd.DataFrame(record["timings"])
+    stats = timings.groupby(["texts", "where", "backend"], sort=False).agg(
+        p50_ms=("p50_ms", "median"), p50_min=("p50_ms", "min"), p50_max=("p50_ms", "max"),
+        p95_ms=("p95_ms", "median"), texts_per_s_b32=("texts_per_second", "median"),
+        tps_min=("texts_per_second", "min"), tps_max=("texts_per_second", "max"),
+        size_mb=("size_mb", "first"), load_min=("load_before", "min"), load_max=("load_after", "max"))
+    runs = timings["run"].nunique()
+    return "\n".join([tasks.round(3).to_markdown(index=False), "",
+                      f"Timed: `{record.get('timed_model', '?')}`, {runs} runs from {record['started']} "
+                      f"({record['cpu_count']} cores); texts per set: {record['n_texts']}.", "",
+                      stats.reset_index().round(1).to_markdown(index=False)])
+
+
 def render(records: list[dict], machine: str, root: Path = Path(__file__).resolve().parents[1]) -> str:
     if not records:
         return "# Benchmarks\n\nNo results yet: run `python benchmarks/run.py --suite tasks`.\n"
@@ -112,6 +135,7 @@ def render(records: list[dict], machine: str, root: Path = Path(__file__).resolv
         "## Summary (mean ± std over seeds)", "", summary(frame).to_markdown(index=False), "",
         f"![accuracy]({PLOT})", "", "## Teachers on the test sets", "", teacher_table(root), "",
         "## Long texts: how much the student reads", "", long_text_table(root), "",
+        "## Serving: fp32 PyTorch against int8 ONNX", "", serving_table(root), "",
         "## Every run", "", frame.to_markdown(index=False), "",
         "## Retired: the short-text versions of data-ecommerce and data-mental-health", "",
         "Measured before those two tasks were rewritten with long texts (12 + 24 rows per class); "

@@ -148,8 +148,8 @@ def pipeline_proba(pipe: TextClassificationPipeline, texts: list[str], batch_siz
                      for row in results]).reshape(len(texts), len(labels))
 
 
-def predict_one(pipe: TextClassificationPipeline, text: str) -> pd.DataFrame:
-    """Every class with its probability for one text, most likely first."""
+def predict_one(pipe, text: str) -> pd.DataFrame:
+    """Every class with its probability for one text, most likely first (pipeline or ONNX)."""
     rows = pipe([text])[0]
     return pd.DataFrame(rows).rename(columns={"score": "probability"}) \
         .sort_values("probability", ascending=False, ignore_index=True)
@@ -207,9 +207,10 @@ def escape_formula(value: object) -> object:
     return "'" + value if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
 
 
-def predict_csv(pipe: TextClassificationPipeline, csv_path: str | Path,
+def predict_csv(pipe, csv_path: str | Path,
                 out_path: str | Path | None = None) -> tuple[pd.DataFrame, float | None]:
-    """Predict every row of a CSV and write ``<name>-predictions.csv`` beside it.
+    """Predict every row of a CSV with a pipeline or an `OnnxClassifier`; write
+    ``<name>-predictions.csv`` beside it.
 
     The returned frame holds the raw texts; the written file has formula-like cells
     escaped (see `escape_formula`). The input file is never overwritten. Accuracy is
@@ -220,9 +221,9 @@ def predict_csv(pipe: TextClassificationPipeline, csv_path: str | Path,
     if out == csv_path or (out.exists() and out.samefile(csv_path)):
         raise ValueError(f"refusing to write predictions over the input file {csv_path}")
     frame = read_texts(csv_path)
-    labels = np.array([pipe.model.config.id2label[i] for i in range(pipe.model.config.num_labels)])
+    labels = np.array(class_names(pipe))
     answers = canonical_answers(frame, labels.tolist(), csv_path) if "answer" in frame else None
-    probs = pipeline_proba(pipe, frame["text"].tolist())
+    probs = as_predictor(pipe)(frame["text"].tolist())
     frame = frame.drop(columns="row")
     frame["prediction"] = labels[probs.argmax(1)]
     frame["probability"] = probs.max(1).round(4)
@@ -237,10 +238,37 @@ def predict_csv(pipe: TextClassificationPipeline, csv_path: str | Path,
     return frame, accuracy
 
 
+def load_model(model_dir: str | Path, backend: str = "auto"):
+    """The model to serve: the int8 ONNX copy or the PyTorch pipeline, with the same API.
+
+    ``backend="auto"`` takes ``model-onnx/`` beside ``model_dir`` when it was made from these very
+    weights (its ``source.json`` says so), because it answers the same several times faster;
+    ``"onnx"`` insists on it, ``"pytorch"`` never uses it.
+    """
+    from helpers import quantize
+
+    onnx_dir = quantize.onnx_dir_for(model_dir)
+    if backend not in ("auto", "onnx", "pytorch"):
+        raise ValueError(f"backend must be 'auto', 'onnx' or 'pytorch', not {backend!r}")
+    if backend == "onnx" or (backend == "auto" and quantize.matches(onnx_dir, model_dir)):
+        return quantize.OnnxClassifier(onnx_dir)
+    return load_pipeline(model_dir)
+
+
+def class_names(model) -> list[str]:
+    """The class names in the model's output order, for a pipeline or an `OnnxClassifier`."""
+    if isinstance(model, TextClassificationPipeline):
+        return [model.model.config.id2label[i] for i in range(model.model.config.num_labels)]
+    return list(model.labels)
+
+
 def as_predictor(target, tokenizer=None) -> Predictor:
-    """Turn a pipeline, a torch model (+ tokenizer) or a texts->probabilities callable into one."""
+    """Turn a pipeline, an `OnnxClassifier`, a torch model (+ tokenizer) or a texts->probabilities
+    callable into a texts->probabilities callable."""
     if isinstance(target, TextClassificationPipeline):
         return lambda texts: pipeline_proba(target, texts)
+    if hasattr(target, "predict_proba"):
+        return target.predict_proba
     if isinstance(target, torch.nn.Module):
         from helpers.student import predict_proba
         return lambda texts: predict_proba(target, tokenizer, texts, MAX_LENGTH, batch_size=32)
@@ -279,7 +307,8 @@ def measure_latency(target, texts: list[str], tokenizer=None, runs: int = 50, wa
     for _ in range(rounds):
         predict(batch)
     seconds = time.perf_counter() - start
-    size_path = size_path or getattr(getattr(target, "model", target), "name_or_path", None)
+    size_path = size_path or getattr(target, "path", None) or \
+        getattr(getattr(target, "model", target), "name_or_path", None)
     return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
             "texts_per_second": batch_size * rounds / seconds,
             "size_mb": folder_size_mb(size_path) if size_path and Path(size_path).exists() else None}

@@ -2,38 +2,65 @@
 
 ONNX is a portable graph format; onnxruntime runs it without PyTorch. Dynamic
 quantisation stores Linear weights as int8 and quantises activations at run time:
-about 4x smaller and usually faster on CPU, with slightly different numbers, so
-`compare_onnx` reports how often the int8 model still picks the same class.
+about 4x smaller and several times faster on CPU, with slightly different numbers,
+so `compare_onnx` reports how often the int8 model still picks the same class.
+`OnnxClassifier` answers with the same API as the PyTorch pipeline, so the HTTP
+service and `helpers.deploy` can serve either one (`deploy.load_model`).
 Needs the ``onnx`` package (torch's exporter and the quantiser both use it).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from helpers.deploy import MAX_LENGTH, Predictor, load_pipeline, measure_latency, pipeline_proba
+from helpers.limits import MAX_TOKENS
 
+ONNX_FILE = "model-int8.onnx"
+SOURCE_FILE = "source.json"  # which model.safetensors the int8 file was made from, and how
+RECIPE = "dynamic-int8-per-channel-v1"  # change it when the export changes: old copies are then redone
 TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def export_onnx_int8(model_dir: str | Path, out_dir: str | Path) -> Path:
-    """Export to ONNX (fp32) and quantise weights to int8; return the int8 file.
+def onnx_dir_for(model_dir: str | Path) -> Path:
+    """Where the notebook and `export_onnx_int8` put the int8 copy of ``model_dir``: beside it."""
+    return Path(model_dir).parent / "model-onnx"
 
+
+def weights_digest(model_dir: str | Path) -> str:
+    """SHA-256 of the weights, so a stale int8 copy of an older model is never served by mistake."""
+    digest = hashlib.sha256()
+    with open(Path(model_dir) / "model.safetensors", "rb") as weights:
+        for block in iter(lambda: weights.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_onnx_int8(model_dir: str | Path, out_dir: str | Path) -> Path:
+    """Export to ONNX and quantise weights to int8; return the int8 file.
+
+    Only the int8 file ships in ``out_dir`` (with the tokenizer, config and a
+    ``source.json`` naming the weights it came from): the fp32 export is an
+    intermediate written to a temporary folder and deleted, and an fp32
+    ``model.onnx`` left in ``out_dir`` by an older version is removed.
     Uses torch's TorchScript exporter (``dynamo=False``: no onnxscript needed) with
     eager attention so the graph has no SDPA shape branches; batch and sequence
-    length stay dynamic. Dynamic quantisation stores Linear weights as int8 and
-    quantises activations at run time: ~4x smaller, usually faster on CPU.
-    Tokenizer and config files are copied so ``out_dir`` is self-contained.
+    length stay dynamic. Weights get one int8 scale per output channel (``per_channel``): with one
+    scale per matrix the int8 banking student picked another class than PyTorch on 4 of 96 test
+    texts and lost 2 points; per channel, 1 of 96 and no points, same size (BENCHMARKS.md).
     """
+    import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -42,21 +69,26 @@ def export_onnx_int8(model_dir: str | Path, out_dir: str | Path) -> Path:
     names = onnx_input_names(tokenizer)
     sample = tokenizer(["a sample", "a longer sample text"], padding=True, return_tensors="pt")
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer notes about constant shapes, harmless here
-        torch.onnx.export(model.eval(), tuple(sample[n] for n in names), str(out_dir / "model.onnx"),
-                          input_names=names, output_names=["logits"], dynamic_axes=axes,
-                          opset_version=17, dynamo=False)
-    root, level = logging.getLogger(), logging.getLogger().level
-    root.setLevel(logging.ERROR)  # quantize_dynamic logs a "consider pre-processing" hint
-    try:
-        quantize_dynamic(out_dir / "model.onnx", out_dir / "model-int8.onnx", weight_type=QuantType.QInt8)
-    finally:
-        root.setLevel(level)
+    with tempfile.TemporaryDirectory(prefix=".onnx-", dir=out_dir) as scratch:
+        fp32 = Path(scratch) / "model.onnx"
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer notes about constant shapes, harmless here
+            torch.onnx.export(model.eval(), tuple(sample[n] for n in names), str(fp32), input_names=names,
+                              output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
+        root, level = logging.getLogger(), logging.getLogger().level
+        root.setLevel(logging.ERROR)  # quantize_dynamic logs a "consider pre-processing" hint
+        try:
+            quantize_dynamic(fp32, Path(scratch) / ONNX_FILE, weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            root.setLevel(level)
+        os.replace(Path(scratch) / ONNX_FILE, out_dir / ONNX_FILE)
+    (out_dir / "model.onnx").unlink(missing_ok=True)
     for name in TOKENIZER_FILES:
         if (model_dir / name).exists():
             shutil.copy2(model_dir / name, out_dir / name)
-    return out_dir / "model-int8.onnx"
+    source = {"safetensors_sha256": weights_digest(model_dir), "recipe": RECIPE}
+    (out_dir / SOURCE_FILE).write_text(json.dumps(source) + "\n")
+    return out_dir / ONNX_FILE
 
 
 def onnx_input_names(tokenizer) -> list[str]:
@@ -65,22 +97,88 @@ def onnx_input_names(tokenizer) -> list[str]:
     return [n for n in order if n in tokenizer.model_input_names]
 
 
-def onnx_predictor(onnx_path: str | Path, tokenizer, batch_size: int = 32) -> Predictor:
-    """A texts->probabilities function running an ONNX model with onnxruntime on CPU."""
-    import onnxruntime as ort
+def matches(onnx_dir: str | Path, model_dir: str | Path) -> bool:
+    """True when ``onnx_dir`` holds an int8 file made from ``model_dir``'s current weights by
+    this version's export recipe."""
+    source = Path(onnx_dir) / SOURCE_FILE
+    if not (Path(onnx_dir) / ONNX_FILE).is_file() or not source.is_file():
+        return False
+    try:
+        recorded = json.loads(source.read_text())
+        return recorded.get("recipe") == RECIPE and recorded.get("safetensors_sha256") == weights_digest(model_dir)
+    except (ValueError, AttributeError):
+        return False
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
 
-    def predict(texts: list[str]) -> np.ndarray:
-        chunks = []
-        for start in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
-                            max_length=MAX_LENGTH, return_tensors="np")
-            logits = session.run(None, {n: enc[n].astype(np.int64) for n in names})[0]
-            chunks.append(torch.softmax(torch.from_numpy(logits).float(), -1).numpy())
-        return np.concatenate(chunks)
-    return predict
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32, stable for large logits."""
+    shifted = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+class OnnxClassifier:
+    """The int8 student behind the pipeline's API: ``clf(texts)`` gives, per text, every class
+    with its score, most likely first; ``predict_proba(texts)`` the probabilities in label order.
+
+    Texts are cut at the training window (`MAX_TOKENS`) exactly as the pipeline cuts them.
+    Tokenizing goes straight to the Rust tokenizer (the Python wrapper costs more than the
+    int8 model on a short text), and a batch is sorted by length first so short texts are
+    not padded to the longest one. Dynamic int8 takes its activation scale from the whole
+    batch, so a text's scores shift slightly with its batch neighbours (rarely its class);
+    ``batch_size=1`` makes every answer independent of the others, at a cost in throughput.
+    """
+
+    def __init__(self, onnx_dir: str | Path, threads: int | None = None):
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        self.path = Path(onnx_dir) / ONNX_FILE
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path} does not exist: run quantize.export_onnx_int8 first")
+        config = json.loads((Path(onnx_dir) / "config.json").read_text())
+        self.labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+        wrapper = AutoTokenizer.from_pretrained(str(onnx_dir))
+        self.tokenizer = wrapper.backend_tokenizer
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.tokenizer.no_padding()
+        self.pad_id = wrapper.pad_token_id or 0
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # shared CPU: no busy wait
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """Probabilities, one row per text, columns in the model's label order."""
+        encodings = self.tokenizer.encode_batch(list(texts))
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        probs = np.zeros((len(encodings), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            probs[rows] = softmax(self.session.run(None, self.feed([encodings[i] for i in rows]))[0])
+        return probs
+
+    def feed(self, encodings: list) -> dict[str, np.ndarray]:
+        """Pad a batch to its longest text: ids, mask and token types as int64 arrays."""
+        width = max(len(e.ids) for e in encodings)
+        arrays = {"input_ids": np.full((len(encodings), width), self.pad_id, dtype=np.int64),
+                  "attention_mask": np.zeros((len(encodings), width), dtype=np.int64),
+                  "token_type_ids": np.zeros((len(encodings), width), dtype=np.int64)}
+        for row, encoding in enumerate(encodings):
+            n = len(encoding.ids)
+            arrays["input_ids"][row, :n] = encoding.ids
+            arrays["attention_mask"][row, :n] = 1
+            arrays["token_type_ids"][row, :n] = encoding.type_ids
+        return {name: arrays[name] for name in self.inputs}
+
+    def __call__(self, texts: list[str], batch_size: int = 32) -> list[list[dict]]:
+        """What ``TextClassificationPipeline(top_k=None)`` answers: every class, most likely first."""
+        rows = []
+        for probs in self.predict_proba(texts, batch_size):
+            rows.append([{"label": self.labels[i], "score": float(probs[i])} for i in np.argsort(-probs)])
+        return rows
 
 
 def compare_onnx(model_dir: str | Path, onnx_path: str | Path, texts: list[str], runs: int = 30,
@@ -88,9 +186,11 @@ def compare_onnx(model_dir: str | Path, onnx_path: str | Path, texts: list[str],
     """PyTorch vs ONNX int8 side by side: latency, throughput, size, and how often the
     top class agrees (quantisation changes numbers slightly; agreement shows if it matters).
     Pass an already loaded ``pipe`` to skip loading the PyTorch model again."""
+    from helpers.deploy import load_pipeline, measure_latency, pipeline_proba
+
     pipe = pipe or load_pipeline(model_dir)
-    onnx = onnx_predictor(onnx_path, pipe.tokenizer)
-    torch_probs, onnx_probs = pipeline_proba(pipe, texts), onnx(texts)
+    onnx = OnnxClassifier(Path(onnx_path).parent)
+    torch_probs, onnx_probs = pipeline_proba(pipe, texts), onnx.predict_proba(texts)
     weights = Path(model_dir) / "model.safetensors"
     table = pd.DataFrame({"pytorch": measure_latency(pipe, texts, runs=runs, size_path=weights),
                           "onnx-int8": measure_latency(onnx, texts, runs=runs, size_path=onnx_path)}).T

@@ -5,6 +5,11 @@ most likely first; ``GET /health`` says the server is up. Bad requests get a 4xx
 with ``{"error": "..."}`` that names the problem but never echoes the request
 (nor anything from the environment). The server binds 127.0.0.1 unless told
 otherwise, so a notebook does not expose the model to the network by accident.
+
+A model folder is served by its int8 ONNX copy when ``model-onnx/`` beside it was made
+from the same weights (`helpers.deploy.load_model`): same answers, several times faster.
+Starting a server under a name already serving stops the old one first, so re-running a
+notebook cell never leaves an orphan server holding a port.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -22,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, StrictStr
 from starlette.exceptions import HTTPException
 from transformers import TextClassificationPipeline
 
-from helpers.deploy import load_pipeline
+from helpers.deploy import class_names, load_model
 
 MAX_BATCH = 64
 MAX_BODY_BYTES = 1_000_000
@@ -85,21 +91,31 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-def create_app(pipe: TextClassificationPipeline, max_batch: int = MAX_BATCH,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """The FastAPI app; one lock serialises predictions (pipelines are not thread-safe)."""
+def backend_name(model) -> str:
+    """What answers the requests, as /health reports it."""
+    return "pytorch" if isinstance(model, TextClassificationPipeline) else "onnx-int8"
+
+
+def create_app(pipe, max_batch: int = MAX_BATCH, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The FastAPI app for a pipeline or an `OnnxClassifier` (same call, same answers); one
+    lock serialises predictions (pipelines are not thread-safe, and two requests at once
+    would only share the same cores)."""
     app = FastAPI(title="Student classifier")
     lock = threading.Lock()
+    health_body = {"status": "ok", "num_labels": len(class_names(pipe)), "backend": backend_name(pipe)}
     app.add_exception_handler(RequestValidationError,
                               lambda request, exc: error(422, validation_message(exc)))
     app.add_exception_handler(HTTPException, lambda request, exc: error(exc.status_code, str(exc.detail)))
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "num_labels": pipe.model.config.num_labels}
+        return health_body
 
     @app.post("/predict")
-    def predict(body: PredictRequest) -> dict:
+    async def predict(body: PredictRequest) -> dict:
+        # async: the model runs on the event loop itself. A sync endpoint hops to a worker thread
+        # and back (~1 ms, as much as the int8 model needs for a short text); the lock serialises
+        # predictions anyway, so the thread bought nothing but /health answering during a batch.
         if not body.texts:
             raise HTTPException(422, "'texts' is empty: send at least one text")
         if len(body.texts) > max_batch:
@@ -136,6 +152,8 @@ class ServerHandle:
             self.server.force_exit = True
             self.thread.join(timeout)
         self.sock.close()
+        for name in [name for name, handle in RUNNING.items() if handle is self]:
+            del RUNNING[name]
 
     def __enter__(self) -> ServerHandle:
         return self
@@ -144,17 +162,31 @@ class ServerHandle:
         self.stop()
 
 
-def serve(model, host: str = "127.0.0.1", port: int = 0, max_batch: int = MAX_BATCH,
-          max_body_bytes: int = MAX_BODY_BYTES, timeout: float = 30.0) -> ServerHandle:
-    """Start serving a model folder (or an already loaded pipeline) in a background thread.
+RUNNING: dict[str, ServerHandle] = {}  # servers started in this process, by name
 
-    ``port=0`` lets the OS pick a free port (read it from ``handle.url``). The socket
-    is bound here, before the thread starts, so the port is known and taken at once.
-    Pass ``host="0.0.0.0"`` only behind a proxy that adds TLS and authentication.
+
+def serve(model, host: str = "127.0.0.1", port: int = 0, max_batch: int = MAX_BATCH,
+          max_body_bytes: int = MAX_BODY_BYTES, timeout: float = 30.0, backend: str = "auto",
+          name: str = "default") -> ServerHandle:
+    """Start serving a model folder (or an already loaded pipeline / `OnnxClassifier`) in a
+    background thread.
+
+    A folder is loaded with ``deploy.load_model(folder, backend)``: the int8 ONNX copy beside it
+    when it matches (``backend="auto"``), else PyTorch. A server already running under ``name``
+    in this process is stopped first: re-running the notebook cell replaces the server instead
+    of orphaning it. ``port=0`` lets the OS pick a free port (read it from ``handle.url``).
+    The socket is bound here, before the thread starts, so the port is known and taken at
+    once. Pass ``host="0.0.0.0"`` only behind a proxy that adds TLS and authentication.
     """
-    pipe = model if isinstance(model, TextClassificationPipeline) else load_pipeline(Path(model))
-    app = create_app(pipe, max_batch, max_body_bytes)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    if isinstance(model, (str, Path)):
+        model = load_model(Path(model), backend)
+    if name in RUNNING:
+        RUNNING.pop(name).stop()
+    app = create_app(model, max_batch, max_body_bytes)
+    # proto=IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on sockets that say they
+    # are TCP, and without it Nagle's algorithm plus delayed ACKs added ~45 ms to every answer.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
+                         socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
@@ -167,7 +199,9 @@ def serve(model, host: str = "127.0.0.1", port: int = 0, max_batch: int = MAX_BA
         raise RuntimeError("the server did not start; see the log above")
     bound_host, bound_port = sock.getsockname()[:2]
     url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-    return ServerHandle(f"http://{url_host}:{bound_port}", bound_host, bound_port, server, thread, sock)
+    handle = ServerHandle(f"http://{url_host}:{bound_port}", bound_host, bound_port, server, thread, sock)
+    RUNNING[name] = handle
+    return handle
 
 
 def wait_started(server: uvicorn.Server, thread: threading.Thread, timeout: float) -> bool:
@@ -178,3 +212,12 @@ def wait_started(server: uvicorn.Server, thread: threading.Thread, timeout: floa
         timeout -= 0.05
     return server.started
 
+
+def client_predictor(client: httpx.Client):
+    """texts -> the server's predictions through ``client`` (an error answer raises), so
+    `deploy.measure_latency` can time the service exactly as a client sees it."""
+    def predict(texts: list[str]) -> list:
+        response = client.post("/predict", json={"texts": list(texts)})
+        response.raise_for_status()
+        return response.json()["predictions"]
+    return predict

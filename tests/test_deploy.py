@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import socket
 import tarfile
 from pathlib import Path
@@ -260,15 +261,89 @@ def test_measure_latency_reports_positive_numbers(student, pipe):
     assert deploy.measure_latency(pipe, TEXTS, runs=2, warmup=0)["size_mb"] > 80
 
 
-def test_onnx_int8_agrees_with_pytorch(student, tmp_path):
-    path = quantize.export_onnx_int8(student["dir"], tmp_path / "onnx")
-    assert path.exists() and path.stat().st_size < (tmp_path / "onnx" / "model.onnx").stat().st_size / 3
-    assert (tmp_path / "onnx" / "tokenizer.json").exists()
-    table = quantize.compare_onnx(student["dir"], path, TEXTS * 3, runs=3)
+@pytest.fixture(scope="module")
+def onnx_dir(student):
+    """The int8 copy beside the fixture model, where the notebook puts it (with a stale fp32
+    model.onnx as older versions left it, which the export must remove)."""
+    out = quantize.onnx_dir_for(student["dir"])
+    out.mkdir()
+    (out / "model.onnx").write_bytes(b"stale fp32 export")
+    quantize.export_onnx_int8(student["dir"], out)
+    return out
+
+
+def test_onnx_export_ships_only_the_int8_file(student, onnx_dir):
+    assert sorted(p.name for p in onnx_dir.iterdir()) == sorted(
+        [quantize.ONNX_FILE, quantize.SOURCE_FILE, *quantize.TOKENIZER_FILES])
+    assert (onnx_dir / quantize.ONNX_FILE).stat().st_size < (student["dir"] / "model.safetensors").stat().st_size / 3
+    assert quantize.matches(onnx_dir, student["dir"])
+
+
+def test_onnx_int8_agrees_with_pytorch(student, onnx_dir):
+    table = quantize.compare_onnx(student["dir"], onnx_dir / quantize.ONNX_FILE, TEXTS * 3, runs=3)
     assert list(table.index) == ["pytorch", "onnx-int8"]
     assert table.loc["onnx-int8", "agreement"] == 1.0
     assert table.loc["onnx-int8", "max_prob_diff"] < 0.1
     assert (table[["p50_ms", "texts_per_second", "size_mb", "speedup_p50"]] > 0).all().all()
+    assert table.loc["onnx-int8", "size_mb"] < table.loc["pytorch", "size_mb"] / 3
+
+
+def test_onnx_classifier_has_the_pipelines_api_and_window(pipe, onnx_dir):
+    """Same call, same answer shape, same truncation at the window; a batch mixing long and
+    short texts (sorted by length inside) comes back in the order it was sent. Dynamic int8
+    takes its activation scale from the whole batch, so a text's scores move a little with
+    its neighbours (0.04 here), but not its class."""
+    onnx = quantize.OnnxClassifier(onnx_dir)
+    long_text = "my parcel never arrived and " * 200  # far past the 128-token window
+    texts = [long_text, "refund please", "where is my parcel " * 20, "cannot log in"]
+    rows = onnx(texts)
+    assert [len(row) for row in rows] == [3] * 4
+    assert all(row[0]["score"] >= row[-1]["score"] for row in rows)
+    expected = pipe(texts)
+    assert [row[0]["label"] for row in rows] == [row[0]["label"] for row in expected]
+    together = onnx.predict_proba(texts, batch_size=2)
+    alone = np.concatenate([onnx.predict_proba([text]) for text in texts])
+    assert (together.argmax(1) == alone.argmax(1)).all()
+    np.testing.assert_allclose(together, alone, atol=0.1)
+    np.testing.assert_allclose(onnx.predict_proba(texts, batch_size=1), alone, atol=1e-5)
+    expected_ids = pipe.tokenizer(texts, truncation=True, max_length=deploy.MAX_LENGTH)["input_ids"]
+    assert [e.ids for e in onnx.tokenizer.encode_batch(texts)] == expected_ids
+    assert len(expected_ids[0]) == deploy.MAX_LENGTH
+    assert deploy.class_names(onnx) == deploy.class_names(pipe) == CLASSES
+
+
+def test_load_model_serves_int8_only_when_it_matches_the_weights(student, onnx_dir, tmp_path):
+    assert isinstance(deploy.load_model(student["dir"]), quantize.OnnxClassifier)
+    assert isinstance(deploy.load_model(student["dir"], "pytorch"), deploy.TextClassificationPipeline)
+    copy = tmp_path / "model"
+    shutil.copytree(student["dir"], copy)
+    shutil.copytree(onnx_dir, tmp_path / "model-onnx")
+    with open(copy / "model.safetensors", "r+b") as weights:  # retrained: other weights, same name
+        weights.seek(-4, os.SEEK_END)
+        weights.write(b"\x00\x00\x80\x3f")
+    assert not quantize.matches(tmp_path / "model-onnx", copy)
+    assert isinstance(deploy.load_model(copy), deploy.TextClassificationPipeline)
+    older = tmp_path / "older"  # same weights, int8 made by an earlier export recipe
+    shutil.copytree(student["dir"], older / "model")
+    shutil.copytree(onnx_dir, older / "model-onnx")
+    source = older / "model-onnx" / quantize.SOURCE_FILE
+    source.write_text(source.read_text().replace(quantize.RECIPE, "dynamic-int8-per-tensor"))
+    assert not quantize.matches(older / "model-onnx", older / "model")
+    with pytest.raises(FileNotFoundError, match="export_onnx_int8"):
+        deploy.load_model(student["dir"].parent / "elsewhere" / "model", "onnx")
+    with pytest.raises(ValueError, match="'auto', 'onnx' or 'pytorch'"):
+        deploy.load_model(student["dir"], "tensorrt")
+
+
+def test_predict_csv_and_predict_one_work_with_the_int8_model(pipe, onnx_dir, tmp_path):
+    source = tmp_path / "test.csv"
+    source.write_text("question,answer\nwhere is my parcel,delivery\nreset my password please,account\n")
+    onnx = quantize.OnnxClassifier(onnx_dir)
+    frame, accuracy = deploy.predict_csv(onnx, source)
+    expected, expected_accuracy = deploy.predict_csv(pipe, source, out_path=tmp_path / "torch.csv")
+    assert frame["prediction"].tolist() == expected["prediction"].tolist() and accuracy == expected_accuracy
+    table = deploy.predict_one(onnx, "where is my parcel")
+    assert list(table.columns) == ["label", "probability"] and table["probability"].is_monotonic_decreasing
 
 
 # ---------------------------------------------------------------- HTTP server
@@ -286,7 +361,8 @@ def post(server, body=None, **kwargs) -> httpx.Response:
 
 def test_server_binds_localhost_and_answers_health(server):
     assert server.host == "127.0.0.1" and server.url.startswith("http://127.0.0.1:")
-    assert httpx.get(server.url + "/health", timeout=10).json() == {"status": "ok", "num_labels": 3}
+    assert httpx.get(server.url + "/health", timeout=10).json() == {"status": "ok", "num_labels": 3,
+                                                                     "backend": "pytorch"}
 
 
 def test_predict_returns_sorted_scores_per_text(server):
@@ -329,8 +405,34 @@ def test_not_json_gets_422(server):
     assert response.status_code == 422 and "JSON object" in response.json()["error"]
 
 
+def test_a_model_folder_is_served_by_its_int8_copy_with_the_same_answers(student, onnx_dir, server):
+    texts = ["where is my parcel", "refund the second charge", "cannot log in " * 100]
+    with serve(student["dir"], name="int8") as handle:
+        assert httpx.get(handle.url + "/health", timeout=10).json()["backend"] == "onnx-int8"
+        int8 = post(handle, {"texts": texts}).json()["predictions"]
+    torch_answers = post(server, {"texts": texts[:2]}).json()["predictions"]
+    assert [row[0]["label"] for row in int8[:2]] == [row[0]["label"] for row in torch_answers]
+    assert [row[0]["label"] for row in int8] == ["delivery", "refund", "account"]
+
+
+def test_serving_again_under_a_name_stops_the_old_server(pipe):
+    first = serve(pipe, name="cell")
+    second = serve(pipe, name="cell")  # re-running the notebook cell
+    try:
+        assert not first.thread.is_alive()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((first.host, first.port), timeout=5)
+        assert httpx.get(second.url + "/health", timeout=10).status_code == 200
+    finally:
+        second.stop()
+    other = serve(pipe, name="other")
+    with serve(pipe, name="another"):
+        assert httpx.get(other.url + "/health", timeout=10).status_code == 200
+    other.stop()
+
+
 def test_stop_frees_the_port(student):
-    handle = serve(student["dir"])
+    handle = serve(student["dir"], backend="pytorch")
     assert httpx.get(handle.url + "/health", timeout=10).status_code == 200
     handle.stop()
     assert not handle.thread.is_alive()
@@ -358,4 +460,6 @@ def test_deployment_notebook_runs_headless(student, tmp_path):
                     "TEST_CSV": str(test_csv), "RUN_ONNX": True})
     assert (tmp_path / "deployed" / "model" / "model.safetensors").exists()
     assert (tmp_path / "deployed" / "model-onnx" / "model-int8.onnx").exists()
+    assert not (tmp_path / "deployed" / "model-onnx" / "model.onnx").exists()
+    assert "'backend': 'onnx-int8'" in (tmp_path / "out.ipynb").read_text()
     assert (tmp_path / "test-predictions.csv").exists()

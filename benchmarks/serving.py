@@ -1,0 +1,145 @@
+"""Serving speed, size and agreement: fp32 PyTorch student against its int8 ONNX copy, side by side.
+
+    python benchmarks/serving.py --model banking-routing=model --model ecommerce=/tmp/ecommerce/model \\
+        --runs 3
+
+For every trained student given (``task=model_dir``, the task folder being ``data-<task>``):
+the int8 copy is exported beside it if missing, both answer the task's whole test.csv (same
+class, accuracy), then each run times both backends in process (``deploy.measure_latency``)
+and at an HTTP client (the server in a process of its own, as users reach it; a kept-alive
+``httpx.Client``), on short banking texts and on ~300-word e-commerce / mental-health texts.
+``uptime``'s load average is recorded next to every timing: the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from report import serving_table  # noqa: E402
+
+from helpers import deploy, quantize  # noqa: E402
+from helpers.serve import client_predictor  # noqa: E402
+
+RESULT = ROOT / "benchmarks" / "results" / "serving" / "serving.json"  # read by report.serving_table
+BACKENDS = ("pytorch", "onnx")
+SERVER = ("import sys, time\nfrom helpers.serve import serve\n"
+          "handle = serve(sys.argv[1], backend=sys.argv[2])\nprint(handle.url, flush=True)\n"
+          "while True: time.sleep(60)\n")
+
+
+def load() -> float:
+    """The 1-minute load average (what ``uptime`` shows first): above the core count, timings suffer."""
+    return round(os.getloadavg()[0], 2)
+
+
+def texts_of(csv: Path, min_words: int = 0, max_words: int = 10**9) -> list[str]:
+    """Test texts of a task with a word count in range, read by the deployment rules."""
+    texts = deploy.read_texts(csv)["text"].tolist()
+    return [t for t in texts if min_words <= len(t.split()) <= max_words]
+
+
+def long_texts() -> list[str]:
+    """Real long texts: e-commerce and mental-health test rows of 250-350 words (~300)."""
+    return [t for task in ("data-ecommerce", "data-mental-health")
+            for t in texts_of(ROOT / task / "test.csv", 250, 350)]
+
+
+def agreement(model_dir: Path, test_csv: Path) -> dict:
+    """Both backends on the whole test set: how often they pick the same class, and accuracy."""
+    frames, accuracy = {}, {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for backend in BACKENDS:
+            model = deploy.load_model(model_dir, backend)
+            frames[backend], accuracy[backend] = deploy.predict_csv(model, test_csv, Path(scratch) / "p.csv")
+    same = (frames["pytorch"]["prediction"] == frames["onnx"]["prediction"]).mean()
+    return {"n_test": len(frames["pytorch"]), "same_class": float(same), "acc_pytorch": accuracy["pytorch"],
+            "acc_int8": accuracy["onnx"], "acc_diff_points": 100 * (accuracy["onnx"] - accuracy["pytorch"])}
+
+
+def start_server(model_dir: Path, backend: str) -> tuple[subprocess.Popen, str]:
+    """`helpers.serve.serve` in a fresh process; returns it and its URL once it answers."""
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(model_dir), backend], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=os.environ | {"PYTHONPATH": str(ROOT)})
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http"):
+        proc.kill()
+        raise RuntimeError(f"the {backend} server for {model_dir} did not start")
+    return proc, url
+
+
+def time_backend(model_dir: Path, backend: str, sets: dict[str, list[str]], runs: int) -> list[dict]:
+    """In process and over HTTP, for each text set: one row per (where, texts)."""
+    rows, model = [], deploy.load_model(model_dir, backend)
+    size = model.path if backend == "onnx" else model_dir / "model.safetensors"
+    for name, texts in sets.items():
+        before = load()
+        stats = deploy.measure_latency(model, texts, runs=runs, size_path=size)
+        rows.append({"backend": backend, "where": "in process", "texts": name, **stats,
+                     "load_before": before, "load_after": load()})
+    del model
+    proc, url = start_server(model_dir, backend)
+    try:
+        for name, texts in sets.items():
+            before = load()
+            with httpx.Client(base_url=url, timeout=60) as client:
+                stats = deploy.measure_latency(client_predictor(client), texts, runs=runs)
+            rows.append({"backend": backend, "where": "http", "texts": name, **stats,
+                         "load_before": before, "load_after": load()})
+    finally:
+        proc.kill()
+        proc.wait()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", required=True, help="task=model_dir, e.g. ecommerce=model")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="timing runs per backend (spread between them); 0: agreement only, timings kept")
+    parser.add_argument("--requests", type=int, default=100, help="one-text requests per timing")
+    parser.add_argument("--json", type=Path, default=RESULT)
+    args = parser.parse_args(argv)
+    sets = {"short (banking)": texts_of(ROOT / "data-banking-routing" / "test.csv"), "~300 words": long_texts()}
+    record = {"cpu_count": os.cpu_count(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+              "n_texts": {k: len(v) for k, v in sets.items()}, "tasks": {}, "timings": []}
+    if args.json.exists():  # a later call adds tasks (agreement) or replaces the timings, keeping the rest
+        previous = json.loads(args.json.read_text())
+        record["tasks"] = previous["tasks"]
+        if args.runs == 0:
+            record = previous
+    for spec in args.model:
+        task, _, folder = spec.partition("=")
+        model_dir = Path(folder).resolve()
+        if not quantize.matches(quantize.onnx_dir_for(model_dir), model_dir):
+            quantize.export_onnx_int8(model_dir, quantize.onnx_dir_for(model_dir))
+        record["tasks"][task] = agreement(model_dir, ROOT / f"data-{task}" / "test.csv")
+        print(task, record["tasks"][task], flush=True)
+    first = Path(args.model[0].partition("=")[2]).resolve()
+    if args.runs:
+        record["timed_model"] = args.model[0]
+    for run in range(args.runs):
+        for backend in BACKENDS:
+            for row in time_backend(first, backend, sets, args.requests):
+                record["timings"].append({"run": run, **row})
+                print(row, flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(record, indent=1) + "\n")
+    print(serving_table(ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
