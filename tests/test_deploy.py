@@ -344,7 +344,7 @@ def test_stop_frees_the_port(student):
 # ---------------------------------------------------------------- notebook
 
 @pytest.mark.slow
-def test_deployment_notebook_runs_headless(student, tmp_path):
+def test_deployment_notebook_runs_headless(student, tmp_path, quiet_notebook):
     """The notebook end to end (papermill) against the fixture model, ONNX step included."""
     import papermill
 
@@ -359,3 +359,4 @@ def test_deployment_notebook_runs_headless(student, tmp_path):
     assert (tmp_path / "deployed" / "model" / "model.safetensors").exists()
     assert (tmp_path / "deployed" / "model-onnx" / "model-int8.onnx").exists()
     assert (tmp_path / "test-predictions.csv").exists()
+    quiet_notebook(tmp_path / "out.ipynb")
