@@ -36,6 +36,9 @@ def committee_weights(teacher) -> str:
     learner sees the LLM's weight of 0: the committee then *is* that classifier.
     """
     weights = getattr(teacher, "weights", None)
+    if teacher.spec == "seed":
+        return ("Teacher 'seed': the seed-only classifier itself, the baseline every teacher must beat. "
+                "Its labels spread what the seed rows say over the unlabelled texts, nothing more.")
     if weights is None:
         return f"Teacher {teacher.spec}: a single model, no committee."
     seed_w, llm_w = (float(w) for w in weights)
@@ -54,6 +57,8 @@ def teacher_verdict(report: TeacherReport) -> str:
     if report.warning:
         return "WARNING: " + report.warning
     teacher, baseline = report.teacher, report.baseline
+    if teacher.name == "teacher (seed)":
+        return "The teacher is the seed-only classifier, so both rows are the same by construction."
     if round(teacher.accuracy, 6) == round(baseline.accuracy, 6):
         return (f"The teacher is exactly as accurate as the seed-only classifier ({teacher.accuracy:.1%}): "
                 "its labels can teach student-tuned little that the seed rows do not. A stronger TEACHER "

@@ -124,3 +124,12 @@ def test_learner_rows_join_the_seed_rows_in_memory_only(task_dir):
     assert len(better.train) == len(task.train) + 1  # the test text is not trained on
     assert "hello there" in set(better.train["text"]) and "hello there" not in set(better.unstructured["text"])
     assert {p.name: p.read_bytes() for p in task_dir.iterdir()} == files
+
+
+def test_seed_teacher_is_named_the_baseline_not_compared_with_itself():
+    class Seed:
+        spec = "seed"
+
+    assert "seed-only classifier itself" in explain.committee_weights(Seed())
+    same = TeacherReport(scored("teacher (seed)", 2), scored("seed-only classifier", 2), None)
+    assert "by construction" in explain.teacher_verdict(same)
