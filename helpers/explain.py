@@ -123,12 +123,12 @@ def payoff(teacher_eval: Evaluation, student_eval: Evaluation, teacher_params: i
     """Size and speed of the kept student next to the teacher: what distillation buys."""
     lines = [f"Student: {student_params / 1e6:.0f}M parameters, "
              f"{1000 * (student_eval.seconds_per_text or 0):.1f} ms per test text on this CPU."]
-    if teacher_params:
-        lines.append(f"Teacher: {teacher_params / 1e6:.0f}M parameters, the student is "
-                     f"{teacher_params / student_params:.1f}x smaller.")
-    else:
+    if not teacher_params:
         lines.append("Teacher: no LLM is asked (the seed classifier alone, or a remote server), so there is "
                      "no size to compare; with a capable LLM teacher this is where the student wins big.")
+        return "\n".join(lines)
+    lines.append(f"Teacher: {teacher_params / 1e6:.0f}M parameters, the student is "
+                 f"{teacher_params / student_params:.1f}x smaller.")
     if teacher_eval.seconds_per_text and student_eval.seconds_per_text:
         lines.append(f"Teacher: {1000 * teacher_eval.seconds_per_text:.1f} ms per test text as measured above "
                      f"({teacher_eval.seconds_per_text / student_eval.seconds_per_text:.1f}x the student's); "

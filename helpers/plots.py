@@ -54,11 +54,14 @@ def training_curves(logs: pd.DataFrame, title: str = "student"):
     as plain cross-entropy on gold rows; on one axis it looked like a failure.
     """
     fig, (train, valid, scores) = plt.subplots(1, 3, figsize=(12, 3.2))
-    logs.plot(x="step", y="train_loss", ax=train, marker="o", legend=False)
+    values = logs.apply(pd.to_numeric, errors="coerce")  # a step without a logged train loss is a gap
+    train.plot(values["step"], values["train_loss"], marker="o")
     train.set_title(f"{title}: training loss")
-    logs.plot(x="step", y="validation_loss", ax=valid, marker="o", legend=False, color="tab:orange")
+    valid.plot(values["step"], values["validation_loss"], marker="o", color="tab:orange")
     valid.set_title("validation loss")
-    logs.plot(x="step", y=["validation_accuracy", "validation_f1"], ax=scores, marker="o")
+    for column in ("validation_accuracy", "validation_f1"):
+        scores.plot(values["step"], values[column], marker="o", label=column.removeprefix("validation_"))
+    scores.legend()
     scores.set_ylim(0, 1.05)
     scores.set_title("validation accuracy and macro-F1")
     for ax in (train, valid, scores):
