@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.embeddings import max_similarity
+from helpers.explain import training_plan
 from helpers.generate import synthesize
 from helpers.student import StudentConfig, TrainedStudent, gold_rows, train_student
 from helpers.task import Task, normalise
@@ -177,7 +178,9 @@ class Recipe:
     refit: bool = True
 
     def train(self, rows: pd.DataFrame, validation: pd.DataFrame, name: str) -> TrainedStudent:
-        """One student, checkpointed under work/name."""
+        """One student, checkpointed under work/name (its plan printed above Trainer's table)."""
+        if self.progress:
+            print(training_plan(name, self.config, len(rows), len(self.task.classes)))
         return train_student(rows, validation, self.task.classes, self.config, self.work / name,
                              self.progress, self.resume)
 

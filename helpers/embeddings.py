@@ -6,14 +6,19 @@ from functools import lru_cache
 
 import numpy as np
 
-from helpers.models import MINILM, resolve_backbone
+from helpers.models import MINILM, resolve_backbone, set_threads
 
 
 @lru_cache(maxsize=2)
 def load_encoder(name: str = MINILM):
-    """Tokenizer and encoder, loaded once per process (loading takes seconds)."""
+    """Tokenizer and encoder, loaded once per process (loading takes seconds).
+
+    `set_threads` first also turns off transformers' per-file loading bar, which a
+    notebook shows as a widget that a static view leaves empty at 0%.
+    """
     from transformers import AutoModel, AutoTokenizer
 
+    set_threads()
     path, kwargs = resolve_backbone(name)
     return AutoTokenizer.from_pretrained(path, **kwargs), AutoModel.from_pretrained(path, **kwargs).eval()
 

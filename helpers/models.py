@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # Spinning OpenMP threads made training ~4x slower on a shared 2-core box.
@@ -88,3 +90,30 @@ def set_threads() -> None:
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     logging.disable_progress_bar()
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Silence what transformers prints while loading weights, then restore it.
+
+    A learner cannot act on a fresh classification head's "LOAD REPORT ... MISSING"
+    (that head is meant to be new; `load_student` checks it is the only thing
+    missing), on GGUF's advice to load in float32 (slower here, see `load_causal_lm`),
+    nor on GGUF's per-tensor bar, a plain tqdm that no transformers switch turns off
+    and that shows as an empty box in a static notebook view. Errors still show.
+    """
+    import tqdm
+    from transformers import modeling_gguf_pytorch_utils as gguf
+    from transformers.utils import logging
+
+    level, bar, bars = logging.get_verbosity(), gguf.tqdm, logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    gguf.tqdm = lambda items, **kwargs: tqdm.tqdm(items, disable=True, **kwargs)
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        gguf.tqdm = bar
+        if bars:
+            logging.enable_progress_bar()

@@ -69,7 +69,8 @@ class RunReport:
 def metadata(task: Task, teacher_spec: str, config: StudentConfig, result: DistillResult,
              evaluations: list[Evaluation], max_unlabelled: int | None) -> dict:
     """Run metadata stored in training-logs.json (no secrets: specs hold no keys)."""
-    return {"task": task.name, "teacher": teacher_spec, "backbone": config.backbone,
+    return {"task": task.name, "task_folder": Path(task.directory).name, "teacher": teacher_spec,
+            "backbone": config.backbone,
             "parameters": {**vars(config), "max_unlabelled": max_unlabelled}, "chosen": result.chosen,
             "data": result.stats, "versions": package_versions(),
             "evaluation": comparison_table(evaluations).reset_index().to_dict(orient="records")}

@@ -47,13 +47,25 @@ def label_distribution(labels):
 
 
 def training_curves(logs: pd.DataFrame, title: str = "student"):
-    """Train and validation loss, and validation accuracy, per epoch."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
-    logs.plot(x="epoch", y=["train_loss", "validation_loss"], ax=left, marker="o")
-    left.set_title(f"{title}: loss")
-    logs.plot(x="epoch", y=["validation_accuracy", "validation_f1"], ax=right, marker="o")
-    right.set_ylim(0, 1.05)
-    right.set_title(f"{title}: validation")
+    """Training loss, validation loss, and validation accuracy/F1, per evaluation step.
+
+    Training loss gets its own panel: for student-tuned it is the distillation loss
+    on soft targets (scaled by T^2), which sits far above a validation loss measured
+    as plain cross-entropy on gold rows; on one axis it looked like a failure.
+    """
+    fig, (train, valid, scores) = plt.subplots(1, 3, figsize=(12, 3.2))
+    values = logs.apply(pd.to_numeric, errors="coerce")  # a step without a logged train loss is a gap
+    train.plot(values["step"], values["train_loss"], marker="o")
+    train.set_title(f"{title}: training loss")
+    valid.plot(values["step"], values["validation_loss"], marker="o", color="tab:orange")
+    valid.set_title("validation loss")
+    for column in ("validation_accuracy", "validation_f1"):
+        scores.plot(values["step"], values[column], marker="o", label=column.removeprefix("validation_"))
+    scores.legend()
+    scores.set_ylim(0, 1.05)
+    scores.set_title("validation accuracy and macro-F1")
+    for ax in (train, valid, scores):
+        ax.set_xlabel("optimizer step")
     fig.tight_layout()
     return fig
 

@@ -31,7 +31,7 @@ from transformers import (
 )
 
 from helpers.limits import MAX_TOKENS
-from helpers.models import resolve_backbone, set_threads
+from helpers.models import quiet_loading, resolve_backbone, set_threads
 
 EVAL_EVERY_MIN_STEPS = 10
 
@@ -71,14 +71,30 @@ def load_student(backbone: str, classes: list[str]):
     """
     path, kwargs = resolve_backbone(backbone)
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=len(classes), id2label=dict(enumerate(classes)),
-        label2id={c: i for i, c in enumerate(classes)}, **kwargs)
+    with quiet_loading():
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=len(classes), id2label=dict(enumerate(classes)),
+            label2id={c: i for i, c in enumerate(classes)}, output_loading_info=True, **kwargs)
+    check_only_head_is_new(model, info, backbone)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
     model.config.pad_token_id = tokenizer.pad_token_id
     return tokenizer, model
+
+
+def check_only_head_is_new(model, info: dict, backbone: str) -> None:
+    """The classification head is meant to start fresh; any other missing weight is a broken backbone.
+
+    transformers reports both the same way (a LOAD REPORT a learner cannot act on),
+    so the report is silenced and this check keeps the part that matters.
+    """
+    head = tuple(name for name, _ in model.named_children() if name in ("classifier", "score"))
+    body = [key for key in info.get("missing_keys", []) if not key.startswith(head)]
+    if body or info.get("mismatched_keys"):
+        raise ValueError(f"Backbone '{backbone}' lacks weights beyond the new classification head "
+                         f"({', '.join(map(str, (body or info['mismatched_keys'])[:5]))}): "
+                         "is it a complete model folder?")
 
 
 def distillation_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
@@ -179,6 +195,12 @@ class ElapsedTime(TrainerCallback):
             logs["elapsed_seconds"] = round(time.perf_counter() - self.start, 2)
 
 
+def planned_epochs(config: StudentConfig, n_rows: int, n_classes: int) -> int:
+    """EPOCHS, raised until training reaches `config.floor_steps` updates."""
+    steps_per_epoch = max(1, math.ceil(n_rows / config.batch_size))
+    return max(config.epochs, math.ceil(config.floor_steps(n_classes) / steps_per_epoch))
+
+
 def training_arguments(config: StudentConfig, n_rows: int, n_classes: int, output_dir: Path
                        ) -> TrainingArguments:
     """Evaluation and checkpoints every epoch (or every 10 steps, if epochs are shorter).
@@ -188,7 +210,7 @@ def training_arguments(config: StudentConfig, n_rows: int, n_classes: int, outpu
     of at least 10 steps it means something on every task size.
     """
     steps_per_epoch = max(1, math.ceil(n_rows / config.batch_size))
-    epochs = max(config.epochs, math.ceil(config.floor_steps(n_classes) / steps_per_epoch))
+    epochs = planned_epochs(config, n_rows, n_classes)
     every = max(steps_per_epoch, EVAL_EVERY_MIN_STEPS)
     return TrainingArguments(
         output_dir=str(output_dir), num_train_epochs=epochs, learning_rate=config.learning_rate,

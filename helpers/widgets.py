@@ -17,11 +17,9 @@ def job_description(task) -> Markdown:
     return Markdown("\n".join(lines))
 
 
-def task_picker(root: str | Path = "..", current: str = "") -> widgets.Dropdown:
-    """A dropdown of the task folders next to the notebooks; pick one, then re-run from the top."""
-    options = sorted(str(p) for p in Path(root).glob("data-*") if (p / "job_description.json").exists())
-    value = current if current in options else (options[0] if options else None)
-    return widgets.Dropdown(options=options, value=value, description="Task:")
+def task_folders(root: str | Path = "..") -> list[str]:
+    """The task folders next to the notebooks, to copy into TASK_DIR (a dropdown here changed nothing)."""
+    return sorted(str(p) for p in Path(root).glob("data-*") if (p / "job_description.json").exists())
 
 
 def probability_bars(probs: dict[str, float]) -> str:
@@ -49,3 +47,31 @@ def try_sentence(student, classes: list[str], example: str = "") -> widgets.VBox
     box.observe(update, names="value")
     update()
     return widgets.VBox([box, output])
+
+
+def label_texts(texts: list[str], classes: list[str], path: Path) -> widgets.VBox:
+    """A class dropdown per text and a Save button that writes your choices into `path`.
+
+    Rows already in the file are kept (your earlier labels and any rows you added by
+    hand); only the answers of the texts shown here are set. The task's own files
+    are never touched.
+    """
+    import pandas as pd
+
+    menus = [widgets.Dropdown(options=["(skip)", *classes], description=f"{i + 1}.",
+                              layout=widgets.Layout(width="40%")) for i in range(len(texts))]
+    status, save = widgets.HTML(), widgets.Button(description="Save labels", button_style="primary")
+
+    def on_save(_=None) -> None:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False) if path.exists() else \
+            pd.DataFrame(columns=["question", "answer"])
+        chosen = {t: m.value for t, m in zip(texts, menus) if m.value != "(skip)"}
+        frame = frame[~frame["question"].isin(chosen)]
+        frame = pd.concat([frame, pd.DataFrame({"question": list(chosen), "answer": list(chosen.values())})])
+        frame.to_csv(path, index=False)
+        status.value = f"Saved {len(chosen)} label(s) to {html.escape(str(path))}. Run the next cell."
+
+    save.on_click(on_save)
+    rows = [widgets.VBox([widgets.HTML(f"<b>{i + 1}.</b> {html.escape(t)}"), m])
+            for i, (t, m) in enumerate(zip(texts, menus))]
+    return widgets.VBox([*rows, save, status])

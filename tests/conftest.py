@@ -69,3 +69,31 @@ def pytest_collection_modifyitems(items) -> None:
     for item in items:
         if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+NOISE = ("Warning", "deprecated", "LOAD REPORT")
+
+
+def noisy_outputs(notebook: Path) -> list[str]:
+    """Output lines of an executed notebook that a learner could not act on.
+
+    Any 'Warning', 'deprecated' or 'LOAD REPORT' (library warnings, FutureWarnings,
+    transformers' weight reports): our own messages say WARNING in capitals, in
+    plain words, only when the learner can do something about it.
+    """
+    found = []
+    for cell in json.loads(Path(notebook).read_text())["cells"]:
+        for output in cell.get("outputs", []):
+            text = output.get("text") or "".join(output.get("data", {}).get("text/plain", ""))
+            text = "".join(text) if isinstance(text, list) else text
+            found += [line[:200] for line in text.splitlines() if any(word in line for word in NOISE)]
+    return found
+
+
+@pytest.fixture
+def quiet_notebook():
+    """Assert that an executed notebook printed no noise (see `noisy_outputs`)."""
+    def check(notebook: Path) -> None:
+        noise = noisy_outputs(notebook)
+        assert not noise, f"{Path(notebook).name} shows {len(noise)} line(s) of noise:\n" + "\n".join(noise[:10])
+    return check

@@ -405,13 +405,23 @@ def test_an_error_in_a_cell_is_detected(lab, browser):
     assert any(e.startswith("not every code cell ran") for e in errors), errors
 
 
+def label_one_text(panel, labels_csv: Path, label: str) -> None:
+    """Section 8's widget: pick a class for the first least-sure text, save, find it in the CSV."""
+    menu = panel.locator(".widget-dropdown select").first
+    menu.scroll_into_view_if_needed()
+    menu.select_option(label)
+    panel.locator("button", has_text="Save labels").click()
+    wait_until(lambda: f",{label}" in labels_csv.read_text(), 30, "the label to be saved")
+
+
 @pytest.mark.slow
 def test_training_notebook_in_the_browser(lab, browser):
     name = "classification-training.ipynb"
     out = lab.root.parent / "out"
     prepare(NOTEBOOKS / name, lab.root / name, {
         "TASK_DIR": str(TASK), "TEACHER": "seed", "MAX_UNLABELLED": 24, "EPOCHS": 1,
-        "OUTPUT_DIR": str(out / "model"), "CACHE_DIR": str(out / "cache")})
+        "OUTPUT_DIR": str(out / "model"), "CACHE_DIR": str(out / "cache"),
+        "MY_LABELS": str(out / "my-labels.csv")})
     classes = list(json.loads((TASK / "job_description.json").read_text())["classes_description"])
     with run_all(lab, browser, name) as (page, errors):
         panel = page.locator(PANEL)
@@ -436,6 +446,7 @@ def test_training_notebook_in_the_browser(lab, browser):
         after = bars.inner_text()
         assert all(c in after for c in classes), after
         assert len(re.findall(r"\d+\.\d%", after)) == len(classes), after
+        label_one_text(panel, out / "my-labels.csv", classes[0])
         shot = screenshot(page, name)
     assert not errors, "\n\n".join(errors)
     assert (out / "ecommerce-model.tar").exists(), "the training notebook wrote no tarball"

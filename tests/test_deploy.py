@@ -446,7 +446,7 @@ def test_stop_frees_the_port(student):
 # ---------------------------------------------------------------- notebook
 
 @pytest.mark.slow
-def test_deployment_notebook_runs_headless(student, tmp_path):
+def test_deployment_notebook_runs_headless(student, tmp_path, quiet_notebook):
     """The notebook end to end (papermill) against the fixture model, ONNX step included."""
     import papermill
 
@@ -463,3 +463,4 @@ def test_deployment_notebook_runs_headless(student, tmp_path):
     assert not (tmp_path / "deployed" / "model-onnx" / "model.onnx").exists()
     assert "'backend': 'onnx-int8'" in (tmp_path / "out.ipynb").read_text()
     assert (tmp_path / "test-predictions.csv").exists()
+    quiet_notebook(tmp_path / "out.ipynb")

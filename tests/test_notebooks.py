@@ -8,12 +8,15 @@ recorded, not what it printed.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import pandas as pd
 import papermill
 import pytest
 
 from helpers.distill import TIE_FOLDS
+from helpers.task import load_task
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -38,19 +41,34 @@ def test_notebooks_have_a_parameters_cell_of_literals(path):
             assert name.isupper() and value, line
 
 
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task,teacher,folds", [("data-ecommerce", "seed", 2),
                                                 ("data-injury", "local:smollm2-135m+seed", 1)])
-def test_training_notebook_runs_on_other_tasks(tmp_path, task, teacher, folds):
+def test_training_notebook_runs_on_other_tasks(tmp_path, task, teacher, folds, quiet_notebook):
+    """Training, retraining with labels from a file and (injury, as the README shows) deployment, quietly.
+
+    The task folder is copied next to the model so the deployment notebook finds its
+    test set from training-logs.json alone, as it does in the repository.
+    """
+    task_dir = Path(shutil.copytree(ROOT / task, tmp_path / task))
+    before = folder_bytes(task_dir)
+    texts = list(load_task(task_dir).unstructured["text"][:2])
+    my_labels = tmp_path / "labels.csv"
+    pd.DataFrame({"question": texts, "answer": load_task(task_dir).classes[0]}).to_csv(my_labels, index=False)
     out = tmp_path / "model"
     papermill.execute_notebook(
         str(ROOT / "notebooks" / "classification-training.ipynb"), str(tmp_path / "run.ipynb"),
         cwd=str(ROOT / "notebooks"), progress_bar=False,
-        parameters={"TASK_DIR": str(ROOT / task), "TEACHER": teacher, "MAX_UNLABELLED": 24,
+        parameters={"TASK_DIR": str(task_dir), "TEACHER": teacher, "MAX_UNLABELLED": 24,
                     "EPOCHS": 1, "OUTPUT_DIR": str(out), "CACHE_DIR": str(tmp_path / "cache"),
-                    "RUNS_DIR": str(tmp_path / "runs"), "GUARD_FOLDS": folds})
+                    "RUNS_DIR": str(tmp_path / "runs"), "GUARD_FOLDS": folds, "MY_LABELS": str(my_labels)})
     logs = json.loads((out / "training-logs.json").read_text())
     assert logs["task"] == task.removeprefix("data-") and logs["teacher"] == teacher
+    assert logs["task_folder"] == task
     guard = logs["data"]["guard"]
     assert guard["asked_folds"] == folds and guard["folds"] in (folds, TIE_FOLDS)  # a tie pools 3
     assert ("refit_teacher" in logs["data"]) == (logs["chosen"] == "student-tuned")  # kept tuned is refit
@@ -59,3 +77,30 @@ def test_training_notebook_runs_on_other_tasks(tmp_path, task, teacher, folds):
     assert models[1:] == ["student-base", "student-tuned"]
     assert all(0 <= row["accuracy"] <= 1 for row in logs["evaluation"])
     assert (tmp_path / f"{logs['task']}-model.tar").exists()
+    printed = outputs(tmp_path / "run.ipynb")
+    assert "Committee weights" in printed or teacher == "seed"
+    assert "Best on test:" in printed and "parameters" in printed  # the interpretation and payoff cell
+    assert "2 rows labelled by you" in printed and "retrained student-" in printed
+    assert (tmp_path / "runs" / f"{logs['task']}-retrain" / "base" / "run.json").exists()
+    assert folder_bytes(task_dir) == before  # the learner's labels never went into the task's files
+    quiet_notebook(tmp_path / "run.ipynb")
+    if task == "data-injury":  # the README's example: the deployment notebook given only the tarball
+        papermill.execute_notebook(
+            str(ROOT / "notebooks" / "classification-model-deployment.ipynb"), str(tmp_path / "deploy.ipynb"),
+            cwd=str(ROOT / "notebooks"), progress_bar=False,
+            parameters={"MODEL_TAR": str(tmp_path / "injury-model.tar"), "MODEL_DIR": str(out),
+                        "RUN_ONNX": False})
+        printed = outputs(tmp_path / "deploy.ipynb")
+        assert "trained on task: injury" in printed and "accuracy:" in printed, printed[-2000:]
+        assert (task_dir / "test-predictions.csv").exists()
+        quiet_notebook(tmp_path / "deploy.ipynb")
+
+
+def outputs(notebook: Path) -> str:
+    """Everything an executed notebook printed or displayed as text."""
+    text = []
+    for cell in json.loads(notebook.read_text())["cells"]:
+        for output in cell.get("outputs", []):
+            found = output.get("text") or output.get("data", {}).get("text/plain", "")
+            text.append("".join(found) if isinstance(found, list) else found)
+    return "\n".join(text)

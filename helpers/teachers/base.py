@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bar: a notebook widget bar shows as an empty box in static views
 
 from helpers.task import Task
 from helpers.teachers.cache import LabelCache
@@ -118,7 +118,8 @@ class Teacher(ABC):
         cache = LabelCache(cache_dir, self.id, self.task.classes) if cache_dir else None
         answers = {i: cache.get(t) for i, t in enumerate(texts)} if cache is not None else {}
         todo = [i for i in range(len(texts)) if answers.get(i) is None]
-        with tqdm(total=len(texts), initial=len(texts) - len(todo), desc=desc, disable=not progress) as bar:
+        with tqdm(total=len(texts), initial=len(texts) - len(todo), desc=desc, disable=not progress,
+                  mininterval=2) as bar:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start:start + batch_size]
                 for i, answer in zip(batch, self.predict([texts[i] for i in batch])):

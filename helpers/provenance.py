@@ -1,0 +1,73 @@
+"""Which task a model was trained on, read from its own training-logs.json.
+
+The deployment notebook used to name banking's tarball and test set: after
+training on another task it unpacked a stale banking model over the new one, or
+scored the new model on banking's test set (about 0%). The model knows its task,
+so the defaults come from it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+LOGS = "training-logs.json"
+
+
+def trained_task(model_dir: str | Path) -> dict | None:
+    """The task name and folder name a model folder was trained on; None without readable logs.
+
+    Models exported before ``task_folder`` was recorded fall back to the usual
+    ``data-<task>`` folder name.
+    """
+    try:
+        logs = json.loads((Path(model_dir) / LOGS).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(logs, dict) or not isinstance(logs.get("task"), str):
+        return None
+    return {"task": logs["task"], "task_folder": logs.get("task_folder") or f"data-{logs['task']}"}
+
+
+def default_tar(model_tar: str | Path | None, model_dir: str | Path) -> Path | None:
+    """MODEL_TAR if given, else the tarball the training run of `model_dir` wrote beside it.
+
+    That tarball is ``<task>-model.tar`` next to the model folder (what the training
+    notebook writes); a tarball of another task is never picked by default.
+    """
+    if model_tar:
+        return Path(model_tar)
+    found = trained_task(model_dir)
+    return Path(model_dir).parent / f"{found['task']}-model.tar" if found else None
+
+
+def default_test_csv(test_csv: str | Path | None, model_dir: str | Path) -> Path | None:
+    """TEST_CSV if given, else test.csv of the task folder named in the model's logs.
+
+    The folder is looked for next to the model folder (the repository root when
+    the training notebook wrote ``../model``); None when it is not there.
+    """
+    if test_csv:
+        return Path(test_csv)
+    found = trained_task(model_dir)
+    if found is None:
+        return None
+    path = Path(model_dir).resolve().parent / found["task_folder"] / "test.csv"
+    return path if path.is_file() else None
+
+
+def first_text(csv_path: Path | None) -> str | None:
+    """The first text of a CSV (read by the deployment rules), or None when there is none to read.
+
+    A sample sentence from the model's own test set is on topic for whatever task
+    it was trained on; a hard-wired banking sentence was not.
+    """
+    from helpers.deploy import CsvError, read_texts
+
+    if csv_path is None:
+        return None
+    try:
+        texts = read_texts(Path(csv_path))["text"]
+    except CsvError:
+        return None
+    return texts.iloc[0] if len(texts) else None
