@@ -15,7 +15,7 @@ window:
   126-piece chunk of the test text (inference only).
 
 Student-base is used because it isolates the window: no teacher labels change
-between the rows. Results go to benchmarks/results/long-texts.json and into
+between the rows. Results go to benchmarks/results/long-texts/long-texts.json and into
 BENCHMARKS.md through `report.py`.
 """
 
@@ -35,7 +35,7 @@ from helpers.student import StudentConfig, gold_rows, predict_proba, train_stude
 from helpers.task import Task, load_task
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results" / "long-texts.json"
+OUT = ROOT / "benchmarks" / "results" / "long-texts" / "long-texts.json"  # run.py reads results/*.json
 HEAD, TAIL = 96, 30
 
 

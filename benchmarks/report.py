@@ -81,7 +81,7 @@ def teacher_table(root: Path) -> str:
 
 def long_text_table(root: Path) -> str:
     """Window strategies on the long-text tasks (benchmarks/long_texts.py): mean ± std over seeds."""
-    path = root / "benchmarks" / "results" / "long-texts.json"
+    path = root / "benchmarks" / "results" / "long-texts" / "long-texts.json"
     if not path.exists():
         return "Not run yet: `python benchmarks/long_texts.py`."
     results = json.loads(path.read_text())
