@@ -41,8 +41,10 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TASK = ROOT / "data-ecommerce"
-SENTENCE = "Hardback cookbook: 120 vegetarian recipes for busy weeknights"
+# Banking's texts are short, so the run (student-base, student-tuned, guard folds after a tie, the refit and
+# section 8's retraining) fits the time below; with data-ecommerce's long texts Run All outlasted it in CI.
+TASK = ROOT / "data-banking-routing"
+SENTENCE = "The cash machine gave me 50 pounds less than I asked for"
 SENTENCE_BOX = 'input[placeholder="Type a sentence and press Enter"]'
 
 # JupyterLab settings for the run: start the notebook's kernel without the kernel-picker dialog,
@@ -449,14 +451,14 @@ def test_training_notebook_in_the_browser(lab, browser):
         label_one_text(panel, out / "my-labels.csv", classes[0])
         shot = screenshot(page, name)
     assert not errors, "\n\n".join(errors)
-    assert (out / "ecommerce-model.tar").exists(), "the training notebook wrote no tarball"
+    assert (out / "banking-routing-model.tar").exists(), "the training notebook wrote no tarball"
     assert shot.stat().st_size > 0
 
 
 @pytest.mark.slow
 def test_deployment_notebook_in_the_browser(lab, browser):
     name = "classification-model-deployment.ipynb"
-    tarball = lab.root.parent / "out" / "ecommerce-model.tar"
+    tarball = lab.root.parent / "out" / "banking-routing-model.tar"
     if not tarball.exists():
         pytest.fail("no tarball from the training notebook: test_training_notebook_in_the_browser must pass "
                     "first (run the whole file)", pytrace=False)
