@@ -46,7 +46,9 @@ def folder_bytes(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task,teacher,folds", [("data-ecommerce", "seed", 2),
+# Short-text tasks: on the rewritten long-text e-commerce task one such run (two folds, refit, retraining)
+# was still going after 32 minutes in a fresh-clone CI here, more than CI can give it.
+@pytest.mark.parametrize("task,teacher,folds", [("data-banking-routing", "seed", 2),
                                                 ("data-injury", "local:smollm2-135m+seed", 1)])
 def test_training_notebook_runs_on_other_tasks(tmp_path, task, teacher, folds, quiet_notebook):
     """Training, retraining with labels from a file and (injury, as the README shows) deployment, quietly.
