@@ -24,7 +24,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Text
 from helpers.limits import MAX_CSV_BYTES, MAX_TOKENS
 from helpers.models import set_threads
 from helpers.problems import Problems, shorten
-from helpers.tables import decode_bytes, label_key, parse_records, read_bytes, records_to_frame
+from helpers.tables import decode_bytes, label_key, read_bytes, read_records, records_to_frame
 
 MAX_LENGTH = MAX_TOKENS  # the student's training window; longer texts are truncated the same way
 MAX_ARCHIVE_BYTES = 4 * 1024**3
@@ -166,17 +166,14 @@ def read_texts(csv_path: Path) -> pd.DataFrame:
     problems = Problems()
     raw = read_bytes(csv_path, MAX_CSV_BYTES, problems)
     text = None if raw is None else decode_bytes(raw, csv_path.name, problems)
-    records, delimiter, unclosed = parse_records(text, TEXT_COLUMNS) if text is not None else ([], ",", False)
+    found = None if text is None else read_records(text, TEXT_COLUMNS, csv_path.name, problems)
+    records, delimiter = found or ([], ",")
     header = [cell.strip().lower() for cell in records[0]] if records else []
     column = next((c for c in TEXT_COLUMNS if c in header), None)
-    if text is not None and column is None:
+    if found is not None and column is None:
         problems.error(csv_path.name, f"needs a column named one of {', '.join(TEXT_COLUMNS)}; found "
                        f"{', '.join(shorten(h, 40) for h in header[:10] if h) or 'none'}",
                        "name the column of texts 'question' (and the labels 'answer')", row=1)
-    if unclosed:
-        problems.error(csv_path.name, "a quote (\") opened in the last row is never closed",
-                       "add the closing quote, or remove the stray one", row=len(records))
-        records = records[:-1]
     wanted = (column, "answer") if "answer" in header else (column,)
     frame = None if column is None else records_to_frame(records, wanted, csv_path.name, problems, delimiter)
     if problems.errors or frame is None:

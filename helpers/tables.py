@@ -26,7 +26,7 @@ import pandas as pd
 from helpers.limits import MAX_CELL_CHARS, MAX_CSV_BYTES
 from helpers.problems import Problems, shorten
 
-__all__ = ["MAX_CELL_CHARS", "decode_bytes", "label_key", "read_bytes", "read_table"]
+__all__ = ["MAX_CELL_CHARS", "decode_bytes", "label_key", "read_bytes", "read_records", "read_table"]
 
 DELIMITERS = (",", ";", "\t")
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
@@ -195,16 +195,28 @@ def read_table(path: Path, columns: tuple[str, ...], problems: Problems, root: P
     text = None if raw is None else decode_bytes(raw, name, problems)
     if text is None:
         return None
+    found = read_records(text, columns, name, problems)
+    if found is None:
+        return None
+    records, delimiter = found
+    return records_to_frame(records, columns, name, problems, delimiter, labels)
+
+
+def read_records(text: str, columns: tuple[str, ...], name: str,
+                 problems: Problems) -> tuple[list[list[str]], str] | None:
+    """Records and delimiter of a decoded CSV whose header names one of `columns`; an empty
+    file is an error, and a record left open by an unclosed quote is reported and dropped."""
     records, delimiter, unclosed = parse_records(text, columns)
     if not records or not any(cell.strip() for cell in records[0]):
         problems.error(name, "the file is empty", f"add a header row with {', '.join(columns)}")
         return None
     if unclosed:
+        header = [cell.strip().lower() for cell in records[0]]
         problems.error(name, "a quote (\") opened in this row is never closed, so every line after it was "
                        "read as one cell", "add the closing quote at the end of the text, or remove the stray "
-                       "quote", row=len(records), column=columns[0])
+                       "quote", row=len(records), column=next((c for c in columns if c in header), None))
         records = records[:-1]
-    return records_to_frame(records, columns, name, problems, delimiter, labels)
+    return records, delimiter
 
 
 def header_index(header: list[str], columns: tuple[str, ...], name: str, problems: Problems) -> dict | None:
