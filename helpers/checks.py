@@ -89,7 +89,7 @@ def check_duplicates(frame: pd.DataFrame, column: str, name: str, problems: Prob
 def check_balance(train: pd.DataFrame, test: pd.DataFrame, classes: list[str],
                   problems: Problems) -> None:
     """Every class needs seed rows; test coverage and balance are reported."""
-    counts = train["label"].value_counts()
+    counts, tested = train["label"].value_counts(), set(test["label"])
     for label in classes:
         if counts.get(label, 0) == 0:
             problems.error("train.csv", f"class '{shorten(label, 60)}' has no example left for training",
@@ -99,7 +99,7 @@ def check_balance(train: pd.DataFrame, test: pd.DataFrame, classes: list[str],
             problems.warn("train.csv", f"class '{shorten(label, 60)}' has only one train row: the student "
                           "learns from it, but the never-worse check has no row of it to hold out, so it "
                           "cannot see how the class fares", "add a second row", column="answer", value=label)
-        if label not in set(test["label"]):
+        if label not in tested:
             problems.warn("test.csv", f"class '{shorten(label, 60)}' has no test row; its accuracy cannot be "
                           "measured", "add a few test rows for it", column="answer", value=label)
     present = counts[counts > 0]
