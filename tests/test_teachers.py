@@ -168,7 +168,7 @@ def test_bad_spec_option_is_explained(task, spec, message):
 @pytest.mark.slow
 def test_retrieval_puts_the_nearest_seed_rows_right_before_the_text(task):
     teacher = make_teacher("local:smollm2-135m?retrieve=2", task)
-    assert teacher.retrieve == 2 and "knn2|" in teacher.id
+    assert teacher.retrieve == 2 and "-knn2-" in teacher.id
     [examples] = teacher.nearest(["I would like a refund of my money"])
     assert len(examples) == 2 and examples[-1][1] == "refund" and all(e in TRAIN for e in examples)
     suffix = teacher.suffix("the courier never came", examples)
