@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from helpers import deploy, quantize
-from helpers.deploy import UnsafeArchive, safe_extract
+from helpers.archive import UnsafeArchive, file_tree, safe_extract
 from helpers.export import MODEL_FILES, export_model
 from helpers.serve import serve
 from helpers.student import load_student, predict_proba
@@ -152,7 +152,7 @@ def test_good_archive_round_trips_and_keeps_user_files(student, tmp_path):
 
 
 def test_file_tree_lists_files_with_sizes(student):
-    tree = deploy.file_tree(student["dir"])
+    tree = file_tree(student["dir"])
     assert tree.splitlines()[0] == "model/"
     assert "model.safetensors  (" in tree and " MB)" in tree
     assert all(name in tree for name in MODEL_FILES)
