@@ -15,12 +15,11 @@ import pandas as pd
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, TextClassificationPipeline
 
-from helpers.limits import MAX_CSV_BYTES, MAX_TOKENS
+from helpers.limits import MAX_CSV_BYTES, saved_window
 from helpers.models import set_threads
 from helpers.problems import Problems, shorten
 from helpers.tables import decode_bytes, label_key, read_bytes, read_records, records_to_frame
 
-MAX_LENGTH = MAX_TOKENS  # the student's training window; longer texts are truncated the same way
 TEXT_COLUMNS = ("question", "context", "text")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 Predictor = Callable[[list[str]], np.ndarray]
@@ -31,8 +30,8 @@ def load_pipeline(model_dir: str | Path) -> TextClassificationPipeline:
     set_threads()
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    return TextClassificationPipeline(model=model, tokenizer=tokenizer, top_k=None, device=-1,
-                                      truncation=True, max_length=MAX_LENGTH)
+    return TextClassificationPipeline(model=model, tokenizer=tokenizer, top_k=None, device=-1, truncation=True,
+                                      max_length=saved_window(tokenizer, model.config.max_position_embeddings))
 
 
 def pipeline_proba(pipe: TextClassificationPipeline, texts: list[str], batch_size: int = 32) -> np.ndarray:
@@ -163,7 +162,8 @@ def as_predictor(target, tokenizer=None) -> Predictor:
         return target.predict_proba
     if isinstance(target, torch.nn.Module):
         from helpers.student import predict_proba
-        return lambda texts: predict_proba(target, tokenizer, texts, MAX_LENGTH, batch_size=32)
+        window = saved_window(tokenizer, target.config.max_position_embeddings)
+        return lambda texts: predict_proba(target, tokenizer, texts, window, batch_size=32)
     if callable(target):
         return target
     raise TypeError(f"cannot predict with {type(target).__name__}")

@@ -6,7 +6,10 @@ cell stays one line and the same sentences can be tested.
 
 from __future__ import annotations
 
+import pandas as pd
+
 from helpers.evaluate import Evaluation, TeacherReport
+from helpers.limits import TOKENS_PER_WORD
 
 
 def training_plan(name: str, config, n_rows: int, n_classes: int) -> str:
@@ -150,3 +153,29 @@ def teacher_parameters(teacher) -> int | None:
     weights = getattr(teacher, "weights", [1.0] * len(members))
     total = sum(parameter_count(getattr(m, "model", None)) for m, w in zip(members, weights) if w > 0)
     return total or None
+
+
+def reading_window(task, config) -> str:
+    """How much of this task's texts the student reads, measured with its own tokenizer.
+
+    The window is fixed by measurement (BENCHMARKS.md, "Long texts": reading 256 word
+    pieces instead of 128 was within the spread at 2.2x the training time); what the
+    data decides is how much that cuts, which a learner should see before training.
+    """
+    from transformers import AutoTokenizer
+
+    from helpers.models import resolve_backbone
+
+    path, kwargs = resolve_backbone(config.backbone)
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    lines = [f"The student reads the first {config.max_length} word pieces of a text (about "
+             f"{int((config.max_length - 2) / TOKENS_PER_WORD)} words); the rest is ignored, in training and "
+             "in deployment."]
+    for name, texts in [("train", task.train["text"]), ("test", task.test["text"]),
+                        ("unlabelled", task.unstructured["text"])]:
+        if len(texts):
+            lengths = pd.Series([len(ids) for ids in tokenizer(list(texts), verbose=False)["input_ids"]])
+            lines.append(f"  {name:<10} {len(texts):>5} texts: median {lengths.median():.0f} word pieces, "
+                         f"90th percentile {lengths.quantile(0.9):.0f}, longest {lengths.max()}; "
+                         f"{(lengths > config.max_length).mean():.0%} are cut")
+    return "\n".join(lines)

@@ -13,6 +13,16 @@ LONG_TEXT_WORDS = int((MAX_TOKENS - 2) / TOKENS_PER_WORD)  # ~86 words fill the 
 TEACHER_TEXT_WORDS = 700  # of one text in an LLM teacher's prompt (~1,000 tokens): fits a 4,096-token server
 EXAMPLE_TEXT_WORDS = 150  # of one seed row shown to an LLM teacher as an example, so several fit
 
+
+
+def saved_window(tokenizer, max_positions: int) -> int:
+    """The window a saved student reads: training records it as the tokenizer's
+    ``model_max_length`` (tokenizer_config.json), so a plain ``TextClassificationPipeline``
+    called with ``truncation=True`` cuts texts where training did. A model from elsewhere
+    may say more than its position table holds (or 10^30 for "no limit"): that caps it."""
+    return min(int(tokenizer.model_max_length), max_positions)
+
+
 MAX_CELL_CHARS = 20_000  # one text; a longer cell is almost always a paste gone wrong
 MAX_CLASS_NAME_CHARS = 200  # a class name is a label, not a paragraph
 MAX_CSV_BYTES = 256 * 1024**2  # one CSV: ~100,000 long texts

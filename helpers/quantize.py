@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers.limits import MAX_TOKENS
+from helpers.limits import saved_window
 
 ONNX_FILE = "model-int8.onnx"
 SOURCE_FILE = "source.json"  # which model.safetensors the int8 file was made from, and how
@@ -121,7 +121,7 @@ class OnnxClassifier:
     """The int8 student behind the pipeline's API: ``clf(texts)`` gives, per text, every class
     with its score, most likely first; ``predict_proba(texts)`` the probabilities in label order.
 
-    Texts are cut at the training window (`MAX_TOKENS`) exactly as the pipeline cuts them.
+    Texts are cut at the training window (`limits.saved_window`) exactly as the pipeline cuts them.
     Tokenizing goes straight to the Rust tokenizer (the Python wrapper costs more than the
     int8 model on a short text), and a batch is sorted by length first so short texts are
     not padded to the longest one. Dynamic int8 takes its activation scale from the whole
@@ -140,7 +140,7 @@ class OnnxClassifier:
         self.labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
         wrapper = AutoTokenizer.from_pretrained(str(onnx_dir))
         self.tokenizer = wrapper.backend_tokenizer
-        self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.tokenizer.enable_truncation(saved_window(wrapper, config["max_position_embeddings"]))
         self.tokenizer.no_padding()
         self.pad_id = wrapper.pad_token_id or 0
         options = ort.SessionOptions()

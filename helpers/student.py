@@ -63,14 +63,17 @@ class StudentConfig:
         return max(self.min_steps, math.ceil(self.min_examples_per_class * n_classes / self.batch_size))
 
 
-def load_student(backbone: str, classes: list[str]):
+def load_student(backbone: str, classes: list[str], window: int = MAX_TOKENS):
     """Tokenizer and a fresh classification head named with the task's classes.
+
+    The tokenizer carries the training window as its ``model_max_length``, saved with
+    the model, so deployment cuts long texts where training did (`limits.saved_window`).
 
     Decoder LMs (GPT-2 style) have no padding token: the end-of-text token is
     reused and padding goes on the left, so the last position is a real token.
     """
     path, kwargs = resolve_backbone(backbone)
-    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(path, model_max_length=window, **kwargs)
     with quiet_loading():
         model, info = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=len(classes), id2label=dict(enumerate(classes)),
@@ -308,7 +311,7 @@ def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[st
     checkpoint = prepare_work_dir(work_dir, fingerprint(rows, validation, classes, config), resume)
     set_threads()
     set_seed(config.seed, deterministic=True)
-    tokenizer, model = load_student(config.backbone, classes)
+    tokenizer, model = load_student(config.backbone, classes, config.max_length)
     trainer = DistillationTrainer(
         model=model, args=training_arguments(config, len(rows), len(classes), work_dir),
         train_dataset=to_dataset(rows, tokenizer, config.max_length),

@@ -17,6 +17,7 @@ import torch
 from helpers import deploy, quantize
 from helpers.archive import UnsafeArchive, file_tree, safe_extract
 from helpers.export import MODEL_FILES, export_model
+from helpers.limits import MAX_TOKENS
 from helpers.serve import serve
 from helpers.student import load_student, predict_proba
 
@@ -168,6 +169,26 @@ def test_pipeline_matches_the_in_memory_student(student, pipe):
     np.testing.assert_allclose(probs, expected, atol=1e-5)
 
 
+def test_a_plain_pipeline_cuts_long_texts_where_training_did(student):
+    """What the deployment notebook promises a user who loads model/ with transformers alone:
+    with truncation=True a long text is read in its first MAX_TOKENS word pieces, the same
+    answer the evaluation (predict_proba at the training window) gave; the untouched
+    backbone's tokenizer would read 512 and answer differently."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TextClassificationPipeline
+
+    tokenizer = AutoTokenizer.from_pretrained(student["dir"])
+    assert tokenizer.model_max_length == MAX_TOKENS
+    plain = TextClassificationPipeline(model=AutoModelForSequenceClassification.from_pretrained(student["dir"]),
+                                       tokenizer=tokenizer, top_k=None)
+    long_text = "refund the second charge please. " * 20 + "where is my parcel, it never arrived. " * 60
+    [row] = plain([long_text], truncation=True)
+    scores = np.array([{r["label"]: r["score"] for r in row}[c] for c in CLASSES])
+    evaluated = predict_proba(student["model"], student["tokenizer"], [long_text], MAX_TOKENS)[0]
+    np.testing.assert_allclose(scores, evaluated, atol=1e-5)
+    read_more = predict_proba(student["model"], student["tokenizer"], [long_text], 512)[0]
+    assert np.abs(read_more - evaluated).max() > 1e-3  # the window decides the answer on this text
+
+
 def test_predict_one_is_a_sorted_probability_table(pipe):
     table = deploy.predict_one(pipe, "where is my parcel")
     assert list(table.columns) == ["label", "probability"]
@@ -307,9 +328,9 @@ def test_onnx_classifier_has_the_pipelines_api_and_window(pipe, onnx_dir):
     assert (together.argmax(1) == alone.argmax(1)).all()
     np.testing.assert_allclose(together, alone, atol=0.1)
     np.testing.assert_allclose(onnx.predict_proba(texts, batch_size=1), alone, atol=1e-5)
-    expected_ids = pipe.tokenizer(texts, truncation=True, max_length=deploy.MAX_LENGTH)["input_ids"]
+    expected_ids = pipe.tokenizer(texts, truncation=True)["input_ids"]
     assert [e.ids for e in onnx.tokenizer.encode_batch(texts)] == expected_ids
-    assert len(expected_ids[0]) == deploy.MAX_LENGTH
+    assert len(expected_ids[0]) == MAX_TOKENS
     assert deploy.class_names(onnx) == deploy.class_names(pipe) == CLASSES
 
 

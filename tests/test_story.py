@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_task
 
 from helpers import explain, provenance, retrain
 from helpers.deploy import CsvError
 from helpers.evaluate import TeacherReport, evaluate_predictions
+from helpers.student import StudentConfig
 from helpers.task import load_task
 
 CLASSES = ["refund", "delivery"]
@@ -134,3 +136,14 @@ def test_seed_teacher_is_named_the_baseline_not_compared_with_itself():
     assert "seed-only classifier itself" in explain.committee_weights(Seed())
     same = TeacherReport(scored("teacher (seed)", 2), scored("seed-only classifier", 2), None)
     assert "by construction" in explain.teacher_verdict(same)
+
+
+def test_reading_window_counts_the_texts_the_student_cuts(tmp_path):
+    long_text = "the parcel " * 200  # ~400 word pieces, far past the window
+    folder = make_task(tmp_path / "data-shop", train=[("refund please", "refund"), ("where is it", "delivery"),
+                                        (long_text, "delivery"), ("money back", "refund")])
+    text = explain.reading_window(load_task(folder), StudentConfig())
+    assert "first 128 word pieces" in text
+    train_line = next(line for line in text.splitlines() if line.strip().startswith("train"))
+    assert "25% are cut" in train_line and "4 texts" in train_line
+    assert "0% are cut" in explain.reading_window(load_task(folder), StudentConfig(max_length=512))
