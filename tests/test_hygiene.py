@@ -48,6 +48,18 @@ def test_notebooks_are_stored_stripped():
                                     + result.stdout + result.stderr)
 
 
+def test_notebooks_are_valid_nbformat_with_cell_ids():
+    """A cell added by hand without an ``id`` makes nbformat warn in every papermill run (and
+    fail in a future nbformat); validation catches it before a learner sees the warning."""
+    import nbformat
+
+    for path in NOTEBOOKS:
+        raw = json.loads(path.read_text())  # as saved: nbformat.read would fill in missing ids
+        ids = [cell.get("id") for cell in raw["cells"]]
+        assert None not in ids and len(set(ids)) == len(ids), path.name
+        nbformat.validate(nbformat.from_dict(raw))
+
+
 def test_nbstripout_verify_catches_an_unstripped_notebook(tmp_path):
     nb = json.loads(TRAINING.read_text())
     code = next(c for c in nb["cells"] if c["cell_type"] == "code")
