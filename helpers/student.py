@@ -13,7 +13,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +61,15 @@ class StudentConfig:
         to 8 classes the second term is below 150 and changes nothing.
         """
         return max(self.min_steps, math.ceil(self.min_examples_per_class * n_classes / self.batch_size))
+
+    def with_floor(self, min_steps: int | None) -> StudentConfig:
+        """The notebook's MIN_STEPS: None keeps the recipe's floor; a number replaces both of
+        its terms, for a quick run (tests, a first look) whose accuracy means little."""
+        if min_steps is None:
+            return self
+        if min_steps < 1:
+            raise ValueError(f"MIN_STEPS must be 1 or more (or None for the recipe's floor), got {min_steps}")
+        return replace(self, min_steps=min_steps, min_examples_per_class=0)
 
 
 def load_student(backbone: str, classes: list[str], window: int = MAX_TOKENS):

@@ -421,7 +421,7 @@ def test_training_notebook_in_the_browser(lab, browser):
     name = "classification-training.ipynb"
     out = lab.root.parent / "out"
     prepare(NOTEBOOKS / name, lab.root / name, {
-        "TASK_DIR": str(TASK), "TEACHER": "seed", "MAX_UNLABELLED": 24, "EPOCHS": 1,
+        "TASK_DIR": str(TASK), "TEACHER": "seed", "MAX_UNLABELLED": 24, "EPOCHS": 1, "MIN_STEPS": 20,
         "OUTPUT_DIR": str(out / "model"), "CACHE_DIR": str(out / "cache"),
         "MY_LABELS": str(out / "my-labels.csv")})
     classes = list(json.loads((TASK / "job_description.json").read_text())["classes_description"])

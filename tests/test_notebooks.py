@@ -68,7 +68,7 @@ def test_training_notebook_runs_on_other_tasks(tmp_path, task, teacher, folds, q
         str(ROOT / "notebooks" / "classification-training.ipynb"), str(tmp_path / "run.ipynb"),
         cwd=str(ROOT / "notebooks"), progress_bar=False,
         parameters={"TASK_DIR": str(task_dir), "TEACHER": teacher, "MAX_UNLABELLED": 24,
-                    "EPOCHS": 1, "OUTPUT_DIR": str(out), "CACHE_DIR": str(tmp_path / "cache"),
+                    "EPOCHS": 1, "MIN_STEPS": 20, "OUTPUT_DIR": str(out), "CACHE_DIR": str(tmp_path / "cache"),
                     "RUNS_DIR": str(tmp_path / "runs"), "GUARD_FOLDS": folds, "MY_LABELS": str(my_labels)})
     logs = json.loads((out / "training-logs.json").read_text())
     assert logs["task"] == task.removeprefix("data-") and logs["teacher"] == teacher

@@ -285,6 +285,16 @@ def test_training_floor_grows_with_the_number_of_classes(tmp_path):
     assert many.num_train_epochs == 19 and few.num_train_epochs == config.epochs
 
 
+
+def test_min_steps_replaces_the_whole_floor_and_none_keeps_it():
+    """The notebook's MIN_STEPS: a quick run really is quick even with many classes."""
+    config = StudentConfig()
+    assert config.with_floor(None) is config
+    quick = config.with_floor(20)
+    assert quick.floor_steps(77) == quick.floor_steps(2) == 20 and quick.epochs == config.epochs
+    with pytest.raises(ValueError, match="MIN_STEPS must be 1 or more"):
+        config.with_floor(0)
+
 # ---- training and export -----------------------------------------------------------------------
 
 def test_student_has_class_names_and_logs(trained, task):
