@@ -5,8 +5,8 @@
 Starts llama-cpp-python's OpenAI-compatible server with the shipped SmolLM2-135M GGUF (as
 tests/test_teacher_http.py does), labels the first N unlabelled banking texts at each
 concurrency with no cache, in the order 1, 4, 8, 8, 4, 1, ... so that a change in the load of
-a shared machine hits every setting alike, and writes texts/s, the labels' agreement with
-concurrency 1 and the load average around each run to benchmarks/results/http-concurrency.json
+a shared machine hits every setting alike, and writes texts/s, the labels agreement with
+concurrency 1 and the load average around each run to benchmarks/results/http/http-concurrency.json
 (rendered into BENCHMARKS.md by benchmarks/report.py).
 """
 
@@ -29,7 +29,7 @@ from llama_server import free_port, llama_server  # noqa: E402
 from helpers.task import load_task  # noqa: E402
 from helpers.teachers.http import OpenAITeacher  # noqa: E402
 
-RESULT = ROOT / "benchmarks" / "results" / "http-concurrency.json"  # read by report.http_concurrency_table
+RESULT = ROOT / "benchmarks" / "results" / "http" / "http-concurrency.json"  # read by report.http_concurrency_table
 CONCURRENCY = (1, 4, 8)
 
 
@@ -64,6 +64,7 @@ def main() -> None:
             record["same_labels_as_concurrency_1"] = sum(a == b for a, b in zip(answer, labels[1]))
             runs.append(record)
             print(json.dumps(record), flush=True)
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps({"started": started, "task": args.task, "n_texts": len(texts),
                                   "cpu_count": os.cpu_count(), "server": "llama-cpp-python server, "
                                   "SmolLM2-135M-Instruct Q4_1 GGUF, n_ctx 4096, default threads", "runs": runs},
