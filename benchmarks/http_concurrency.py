@@ -40,7 +40,7 @@ def timed_run(task, url: str, texts: list[str], concurrency: int) -> tuple[dict,
     start = time.perf_counter()
     labels = teacher.label(texts, progress=False)
     seconds = time.perf_counter() - start
-    return {"concurrency": concurrency, "seconds": round(seconds, 2), "texts_per_s": round(len(texts) / seconds, 2),
+    return {"concurrency": concurrency, "seconds": round(seconds, 2), "texts_per_s": round(len(texts) / seconds, 3),
             "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}, labels.labels
 
 
@@ -65,10 +65,11 @@ def main() -> None:
             runs.append(record)
             print(json.dumps(record), flush=True)
     RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps({"started": started, "task": args.task, "n_texts": len(texts),
-                                  "cpu_count": os.cpu_count(), "server": "llama-cpp-python server, "
-                                  "SmolLM2-135M-Instruct Q4_1 GGUF, n_ctx 4096, default threads", "runs": runs},
-                                 indent=2))
+    RESULT.write_text(json.dumps({
+        "started": started, "task": args.task, "n_texts": len(texts), "cpu_count": os.cpu_count(),
+        "teacher_timeout_s": float(os.environ.get("TEACHER_TIMEOUT", 60)),
+        "server": "llama-cpp-python server, SmolLM2-135M-Instruct Q4_1 GGUF, n_ctx 4096, default threads",
+        "runs": runs}, indent=2))
     print(f"wrote {RESULT.relative_to(ROOT)}")
 
 

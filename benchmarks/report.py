@@ -132,7 +132,8 @@ def http_concurrency_table(root: Path) -> str:
     record = json.loads(path.read_text())
     runs = pd.DataFrame(record["runs"])
     return "\n".join([f"{record['server']}; {record['n_texts']} texts of `{record['task']}` per run, no cache, "
-                      f"{record['cpu_count']} cores, from {record['started']}.", "", runs.to_markdown(index=False)])
+                      f"{record['cpu_count']} cores, TEACHER_TIMEOUT {record.get('teacher_timeout_s', 60):g} s, from "
+                      f"{record['started']}.", "", runs.to_markdown(index=False)])
 
 
 def render(records: list[dict], machine: str, root: Path = Path(__file__).resolve().parents[1]) -> str:
