@@ -124,6 +124,18 @@ def serving_table(root: Path) -> str:
                       stats.reset_index().round(1).to_markdown(index=False)])
 
 
+def http_concurrency_table(root: Path) -> str:
+    """HTTP teacher texts/s at 1, 4 and 8 requests in flight (benchmarks/http_concurrency.py)."""
+    path = root / "benchmarks" / "results" / "http" / "http-concurrency.json"  # apart from the run records
+    if not path.exists():
+        return "Not run yet: `python benchmarks/http_concurrency.py`."
+    record = json.loads(path.read_text())
+    runs = pd.DataFrame(record["runs"])
+    return "\n".join([f"{record['server']}; {record['n_texts']} texts of `{record['task']}` per run, no cache, "
+                      f"{record['cpu_count']} cores, TEACHER_TIMEOUT {record.get('teacher_timeout_s', 60):g} s, from "
+                      f"{record['started']}.", "", runs.to_markdown(index=False)])
+
+
 def render(records: list[dict], machine: str, root: Path = Path(__file__).resolve().parents[1]) -> str:
     if not records:
         return "# Benchmarks\n\nNo results yet: run `python benchmarks/run.py --suite tasks`.\n"
@@ -136,6 +148,7 @@ def render(records: list[dict], machine: str, root: Path = Path(__file__).resolv
         f"![accuracy]({PLOT})", "", "## Teachers on the test sets", "", teacher_table(root), "",
         "## Long texts: how much the student reads", "", long_text_table(root), "",
         "## Serving: fp32 PyTorch against int8 ONNX", "", serving_table(root), "",
+        "## HTTP teacher concurrency", "", http_concurrency_table(root), "",
         "## Every run", "", frame.to_markdown(index=False), "",
         "## Retired: the short-text versions of data-ecommerce and data-mental-health", "",
         "Measured before those two tasks were rewritten with long texts (12 + 24 rows per class); "

@@ -22,17 +22,25 @@ def cmd_distill(args: argparse.Namespace) -> int:
     """Run the full pipeline on one task and print the report."""
     from pathlib import Path
 
+    from helpers.device import is_main_process, resolve_device
     from helpers.pipeline import run
     from helpers.student import StudentConfig
 
-    config = StudentConfig(backbone=args.backbone, seed=args.seed,
-                           **({"epochs": args.epochs} if args.epochs else {}))
+    config = StudentConfig(backbone=args.backbone, seed=args.seed, device=resolve_device(args.device),
+                           **({"epochs": args.epochs} if args.epochs else {}), **test_mode(args.test_mode))
     work_dir = args.work_dir or Path(".cache/runs") / Path(args.task).resolve().name
     report = run(args.task, args.teacher, args.out, config, args.max_unlabelled, args.cache,
                  teacher_budget=args.teacher_budget, synthetic_per_class=args.synthetic_per_class,
                  work_dir=work_dir, resume=args.resume, guard_folds=args.guard_folds)
-    print(report.text())
+    if is_main_process():  # under torchrun every process has the same report; one copy is enough
+        print(report.text())
     return 0
+
+
+def test_mode(on: bool) -> dict:
+    """A tiny recipe for CI smoke runs (as rasbt's --test_mode): 10 optimizer steps per student,
+    no early-stopping floor; the model is not meant to be good, only to go through every stage."""
+    return {"epochs": 1, "min_steps": 10, "min_examples_per_class": 0} if on else {}
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
@@ -62,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_distill(commands) -> None:
+    from helpers.device import DEVICES
     from helpers.teachers import DEFAULT_TEACHER
 
     distill = commands.add_parser("distill", help="teacher -> student on one task, export model/")
@@ -83,6 +92,9 @@ def add_distill(commands) -> None:
     add_guard_folds(distill)
     distill.add_argument("--resume", action="store_true",
                          help="continue a killed run from its last checkpoint in --work-dir")
+    distill.add_argument("--device", default="auto", type=str.lower, choices=DEVICES,
+                         help="where the student and a local teacher run (default auto: cuda, then mps, else cpu)")
+    distill.add_argument("--test-mode", action="store_true", help="tiny training, for smoke tests (not a real model)")
     distill.set_defaults(func=cmd_distill)
 
 

@@ -81,14 +81,16 @@ def dense_copy(gguf: Path, name: str) -> Path:
 
 
 def set_threads() -> None:
-    """Use every core for torch's intra-op work; silence per-file loading/saving bars.
+    """Use every core (split among torchrun's processes) for torch's intra-op work; silence
+    per-file loading/saving bars.
 
     The bars that matter (teacher labelling, training) are our own tqdm and Trainer's.
     """
     import torch
     from transformers.utils import logging
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun: share the cores, do not fight
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes))
     logging.disable_progress_bar()
 
 

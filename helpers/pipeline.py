@@ -9,7 +9,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pandas as pd
+import torch
 
+from helpers.device import is_main_process, mixed_precision, resolve_device, world_size
 from helpers.distill import DistillResult, distill
 from helpers.evaluate import Evaluation, TeacherReport, comparison_table, evaluate_student, evaluate_teacher
 from helpers.export import export_model
@@ -70,10 +72,17 @@ def metadata(task: Task, teacher_spec: str, config: StudentConfig, result: Disti
              evaluations: list[Evaluation], max_unlabelled: int | None) -> dict:
     """Run metadata stored in training-logs.json (no secrets: specs hold no keys)."""
     return {"task": task.name, "task_folder": Path(task.directory).name, "teacher": teacher_spec,
-            "backbone": config.backbone,
+            "backbone": config.backbone, "device": run_device(config),
             "parameters": {**vars(config), "max_unlabelled": max_unlabelled}, "chosen": result.chosen,
             "data": result.stats, "versions": package_versions(),
             "evaluation": comparison_table(evaluations).reset_index().to_dict(orient="records")}
+
+
+def run_device(config: StudentConfig) -> dict:
+    """Where this run trained (and a local teacher ran), recorded so timings can be read right."""
+    device = resolve_device(config.device)
+    return {"name": device, "processes": world_size(),
+            "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None, **mixed_precision(device)}
 
 
 def run(task_dir: str | Path, teacher_spec: str, out_dir: str | Path | None = "model",
@@ -88,7 +97,7 @@ def run(task_dir: str | Path, teacher_spec: str, out_dir: str | Path | None = "m
     start = time.perf_counter()
     config = config or StudentConfig()
     task = load_task(task_dir)
-    teacher = make_teacher(teacher_spec, task)
+    teacher = make_teacher(teacher_spec, task, device=config.device)
     teacher_report = evaluate_teacher(task, teacher, cache_dir, progress)
     result = distill(task, teacher, config, max_unlabelled, cache_dir, progress=progress,
                      teacher_budget=teacher_budget, synthetic_per_class=synthetic_per_class,
@@ -97,7 +106,7 @@ def run(task_dir: str | Path, teacher_spec: str, out_dir: str | Path | None = "m
     if result.student_tuned is not None:
         evaluations.append(evaluate_student("student-tuned", result.student_tuned, task))
     model_dir = None
-    if out_dir is not None:
+    if out_dir is not None and is_main_process():  # torchrun: rank 0 alone writes model/ and the tarball
         student = result.student
         model_dir = export_model(student.model, student.tokenizer, student.log_history,
                                  metadata(task, teacher_spec, config, result, evaluations, max_unlabelled),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -30,6 +29,8 @@ from transformers import (
     set_seed,
 )
 
+from helpers.checkpoints import claim_work_dir
+from helpers.device import per_process_batch, resolve_device, trainer_device_args
 from helpers.limits import MAX_TOKENS
 from helpers.models import quiet_loading, resolve_backbone, set_threads
 
@@ -50,6 +51,7 @@ class StudentConfig:
     temperature: float = 2.0
     patience: int = 4
     seed: int = 0
+    device: str = "auto"  # auto: cuda, then mps, else cpu (helpers/device.py)
 
     def floor_steps(self, n_classes: int) -> int:
         """Updates before early stopping may end training: `min_steps`, and enough for
@@ -226,14 +228,15 @@ def training_arguments(config: StudentConfig, n_rows: int, n_classes: int, outpu
     every = max(steps_per_epoch, EVAL_EVERY_MIN_STEPS)
     return TrainingArguments(
         output_dir=str(output_dir), num_train_epochs=epochs, learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=64,
+        per_device_train_batch_size=per_process_batch(config.batch_size), per_device_eval_batch_size=64,
         warmup_steps=max(1, int(0.1 * epochs * steps_per_epoch)), weight_decay=0.01,
         eval_strategy="steps", eval_steps=every, save_strategy="best", logging_strategy="steps",
         logging_steps=every,
         save_total_limit=1, load_best_model_at_end=True,
         metric_for_best_model="score", greater_is_better=True, seed=config.seed,
-        data_seed=config.seed, full_determinism=True, use_cpu=True, report_to="none",
-        dataloader_num_workers=0, remove_unused_columns=False)
+        data_seed=config.seed, full_determinism=True, report_to="none",
+        dataloader_num_workers=0, remove_unused_columns=False,
+        **trainer_device_args(resolve_device(config.device)))
 
 
 @dataclass
@@ -256,9 +259,6 @@ class TrainedStudent:
                 "config": asdict(self.config), "resumed_from": self.resumed_from}
 
 
-RUN_FILE = "run.json"
-
-
 def fingerprint(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[str],
                 config: StudentConfig) -> str:
     """Hash of everything that shapes a training run: data, classes and recipe."""
@@ -266,46 +266,6 @@ def fingerprint(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[str]
                "validation": validation[["text", "label"]].values.tolist(), "classes": classes,
                "config": asdict(config)}
     return hashlib.sha256(json.dumps(payload, default=str).encode()).hexdigest()
-
-
-def last_complete_checkpoint(work_dir: Path) -> str | None:
-    """Newest checkpoint whose trainer_state.json (written last by `Trainer`) is whole.
-
-    A process killed while saving leaves a folder without it; that one is skipped.
-    """
-    def step(folder: Path) -> int:
-        return int(folder.name.rsplit("-", 1)[1])
-
-    for folder in sorted(work_dir.glob("checkpoint-*[0-9]"), key=step, reverse=True):
-        try:
-            json.loads((folder / "trainer_state.json").read_text())
-        except (OSError, ValueError):
-            continue
-        return str(folder)
-    return None
-
-
-def prepare_work_dir(work_dir: Path, stamp: str, resume: bool) -> str | None:
-    """Claim `work_dir` for this run; return the checkpoint to resume from, if asked and present.
-
-    A checkpoint is resumed only by the run that wrote it (same fingerprint): resuming
-    someone else's optimizer state would silently train a different model. Only a
-    folder a training run made (it holds run.json) is ever emptied.
-    """
-    marker = work_dir / RUN_FILE
-    if marker.exists():
-        if resume and json.loads(marker.read_text()).get("fingerprint") == stamp:
-            return last_complete_checkpoint(work_dir)
-        if resume:
-            raise ValueError(f"{work_dir} holds checkpoints of a different run (other data or settings). "
-                             "Run without resume to start over.")
-        shutil.rmtree(work_dir)
-    elif work_dir.exists() and any(work_dir.iterdir()):
-        raise ValueError(f"{work_dir} is not empty and was not made by a training run: "
-                         "choose an empty or new folder for checkpoints.")
-    work_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"fingerprint": stamp}))
-    return None
 
 
 def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[str],
@@ -317,7 +277,8 @@ def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[st
     with ``resume`` a run killed part-way continues from its last checkpoint.
     """
     work_dir = Path(work_dir)
-    checkpoint = prepare_work_dir(work_dir, fingerprint(rows, validation, classes, config), resume)
+    checkpoint = claim_work_dir(work_dir, fingerprint(rows, validation, classes, config), resume,
+                                resolve_device(config.device))
     set_threads()
     set_seed(config.seed, deterministic=True)
     tokenizer, model = load_student(config.backbone, classes, config.max_length)
@@ -344,6 +305,6 @@ def predict_proba(model, tokenizer, texts: list[str], max_length: int = MAX_TOKE
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
-                              max_length=max_length, return_tensors="pt")
-            chunks.append(torch.softmax(model(**batch).logits.float(), dim=-1).numpy())
+                              max_length=max_length, return_tensors="pt").to(model.device)
+            chunks.append(torch.softmax(model(**batch).logits.float(), dim=-1).cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros((0, model.config.num_labels))

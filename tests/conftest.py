@@ -60,6 +60,15 @@ def require_module(name: str, fix: str) -> None:
             f"Python module {name}", fix)
 
 
+@pytest.fixture(scope="module")
+def llama_url(tmp_path_factory):
+    """The /v1 URL of a real llama.cpp server with SmolLM2, one per test module, stopped after it."""
+    from llama_server import free_port, llama_server
+
+    with llama_server(free_port(), tmp_path_factory.mktemp("llama") / "server.log") as (url, _):
+        yield url
+
+
 # Fixtures that load a model (MiniLM, SmolLM2 in-process or in a llama.cpp server): every test that uses
 # one is marked slow, so `pytest -m "not slow"` stays a quick check without anyone remembering to mark it.
 MODEL_FIXTURES = {"student", "pipe", "server", "trained", "exported", "smollm2", "llama_url"}

@@ -81,3 +81,17 @@ def test_teacher_records_merge_and_a_remeasured_pair_replaces_its_old_record(tmp
           {"task": "shop", "teacher": "local:x?retrieve=4", "accuracy": 0.4}], path)
     records = {(r["task"], r["teacher"]): r["accuracy"] for r in json.loads(path.read_text())}
     assert records == {("shop", "seed"): 0.5, ("shop", "local:x"): 0.3, ("shop", "local:x?retrieve=4"): 0.4}
+
+
+def test_http_concurrency_results_render_as_a_table(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from report import http_concurrency_table
+
+    assert "Not run yet" in http_concurrency_table(tmp_path)
+    path = tmp_path / "benchmarks" / "results" / "http" / "http-concurrency.json"
+    path.parent.mkdir(parents=True)
+    runs = [{"concurrency": c, "seconds": round(8 / t, 2), "texts_per_s": t} for c, t in ((1, 0.5), (4, 0.75))]
+    path.write_text(json.dumps({"started": "now", "task": "data-x", "n_texts": 8, "cpu_count": 2,
+                                "server": "a server", "runs": runs}))
+    table = http_concurrency_table(tmp_path)
+    assert "a server; 8 texts of `data-x`" in table and re.search(r"\|\s*4\s*\|\s*10.67\s*\|\s*0.75\s*\|", table)

@@ -14,14 +14,9 @@ import numpy as np
 import pytest
 from conftest import make_task
 
+from helpers.checkpoints import last_complete_checkpoint, prepare_work_dir
 from helpers.distill import split_validation
-from helpers.student import (
-    StudentConfig,
-    gold_rows,
-    last_complete_checkpoint,
-    prepare_work_dir,
-    train_student,
-)
+from helpers.student import StudentConfig, gold_rows, train_student
 from helpers.task import load_task
 
 ROOT = Path(__file__).resolve().parents[1]

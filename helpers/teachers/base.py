@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -81,7 +81,7 @@ class Teacher(ABC):
     @property
     def id(self) -> str:
         """Cache key part: a changed prompt, model or seed rows invalidates old answers."""
-        return f"{self.spec}|{self.prompt_version}|seed={seed_fingerprint(self.task)}"
+        return f"{cache_spec(self.spec)}|{self.prompt_version}|seed={seed_fingerprint(self.task)}"
 
     def refit(self, task: Task, held_out: frozenset[int] = frozenset()) -> Teacher:
         """The same teacher built on `task`'s seed rows; `held_out` rows may be scored, not learnt from.
@@ -108,25 +108,30 @@ class Teacher(ABC):
     def predict(self, texts: list[str]) -> list[tuple[np.ndarray, bool]]:
         """Distribution over `task.classes` and validity, for each text."""
 
+    def stream(self, texts: list[str], batch_size: int = 8) -> Iterator[tuple[int, tuple[np.ndarray, bool]]]:
+        """``(index, answer)`` pairs, `batch_size` texts per `predict`; a server teacher overrides
+        it to hand each answer over the moment it arrives, in any order."""
+        for start in range(0, len(texts), batch_size):
+            yield from enumerate(self.predict(texts[start:start + batch_size]), start)
+
     def label(self, texts: list[str], cache_dir: str | Path | None = None, batch_size: int = 8,
               progress: bool = True, desc: str = "teacher") -> TeacherLabels:
         """Label texts, reusing and extending the on-disk cache.
 
-        Each batch is written to the cache as soon as it is answered, so killing
-        the process loses at most one batch.
+        Each answer is written to the cache as soon as `stream` hands it over, so
+        killing the process loses nothing already answered (a local model: at most
+        the batch being scored).
         """
         cache = LabelCache(cache_dir, self.id, self.task.classes) if cache_dir else None
         answers = {i: cache.get(t) for i, t in enumerate(texts)} if cache is not None else {}
         todo = [i for i in range(len(texts)) if answers.get(i) is None]
         with tqdm(total=len(texts), initial=len(texts) - len(todo), desc=desc, disable=not progress,
                   mininterval=2) as bar:
-            for start in range(0, len(todo), batch_size):
-                batch = todo[start:start + batch_size]
-                for i, answer in zip(batch, self.predict([texts[i] for i in batch])):
-                    answers[i] = answer
-                    if cache is not None:
-                        cache.put(texts[i], *answer)
-                bar.update(len(batch))
+            for at, answer in self.stream([texts[i] for i in todo], batch_size):
+                answers[todo[at]] = answer
+                if cache is not None:
+                    cache.put(texts[todo[at]], *answer)
+                bar.update(1)
         probs = np.array([answers[i][0] for i in range(len(texts))]).reshape(len(texts), -1)
         valid = np.array([answers[i][1] for i in range(len(texts))], dtype=bool)
         return TeacherLabels(self.task.classes, probs, valid)
@@ -137,6 +142,12 @@ def texts_shortened(teacher: Teacher, texts: list[str]) -> int:
     say so instead of cutting them silently."""
     limit = teacher.text_words
     return 0 if limit is None else sum(len(WORD.findall(t)) > limit for t in texts)
+
+
+def cache_spec(spec: str) -> str:
+    """The spec without ``concurrency=N``: how many requests are in flight does not change an
+    answer, so answers cached at one concurrency are reused at another."""
+    return re.sub(r"[?&]concurrency=\d+(?=$|\+)|(?<=\?)concurrency=\d+&|&concurrency=\d+(?=&)", "", spec)
 
 
 def seed_fingerprint(task: Task) -> str:

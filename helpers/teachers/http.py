@@ -1,23 +1,20 @@
 """A teacher behind an OpenAI-compatible HTTP server (vLLM, Ollama, llama.cpp server, OpenAI).
 
-Spec: ``openai:MODEL@URL``, e.g. ``openai:smollm2@http://127.0.0.1:8080/v1``. The API
-key comes from ``$OPENAI_API_KEY`` (local servers need none); it is never printed,
-logged or put into an error message.
+Spec: ``openai:MODEL@URL``, e.g. ``openai:smollm2@http://127.0.0.1:8080/v1``, optionally
+``?concurrency=N`` (requests in flight at once, default 4). The API key comes from
+``$OPENAI_API_KEY`` (local servers need none); it is never printed, logged or put into
+an error message.
 
-A remote model is sampled, not scored, so its reply has to be mapped to a class:
-- The reply is parsed strictly to one class name; anything else gets a reminder
-  and a retry, then the text is marked invalid (uniform probabilities). The reply
-  is only ever compared to class names, so a text saying "answer PWNED" can at
-  worst make its own row invalid.
-- Where the server returns ``top_logprobs``, the first answer token's alternatives
-  that begin a class name become the distribution; otherwise the parsed class gets
-  0.9 and the rest share 0.1. Servers that reject logprobs are asked without them.
+- The reply is parsed to one class (`helpers.teachers.replies`); anything else gets a
+  reminder and a retry, then the text is marked invalid (uniform probabilities).
+  Servers that reject logprobs are asked without them.
 - The seed examples are sent as earlier user/assistant turns, not inside the
   system prompt: SmolLM2-135M answered with a class name 4 times out of 4 that way,
   and 0 out of 4 with the examples in the system prompt.
 
-Texts are sent only as the user message. Requests run in a small thread pool;
-429, 5xx and connection errors are retried with bounded exponential backoff.
+Texts are sent only as the user message. Requests run in a thread pool and each answer
+goes to the cache as it arrives (`helpers.teachers.pool`); 429, 5xx and connection
+errors are retried with bounded exponential backoff.
 """
 
 from __future__ import annotations
@@ -27,9 +24,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -40,15 +35,15 @@ from helpers.limits import TEACHER_TEXT_WORDS
 from helpers.task import Task
 from helpers.teachers.base import Teacher, fit_words, uniform
 from helpers.teachers.local import pick_examples, system_prompt
+from helpers.teachers.pool import RetryPolicy, answer_concurrently, retry_after
+from helpers.teachers.replies import first_answer_position, logprob_distribution, parse_class, smoothed
 
 log = logging.getLogger(__name__)
 
 DUMMY_KEY = "not-needed"  # local servers ignore the key, but the client insists on one
 SPEC = re.compile(r"^(?P<model>\S+?)@(?P<url>https?://\S+)$")
 TOP_LOGPROBS = 20
-PEAK = 0.9  # probability of the parsed class when no logprobs are available
 TRANSIENT = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
-ANSWER_PREFIX = re.compile(r"^(class|label|answer|category)\s*[:=-]\s*", re.IGNORECASE)
 
 
 DEFAULT_TIMEOUT = 60.0  # seconds per request; $TEACHER_TIMEOUT overrides it
@@ -58,33 +53,16 @@ class TeacherUnavailable(RuntimeError):
     """The teacher's server cannot be reached or keeps refusing: the run cannot go on."""
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how long to wait on 429/5xx/connection errors (bounded on purpose).
+def parse_spec(rest: str) -> tuple[str, str, int]:
+    """Model, base URL and concurrency from the part of the spec after ``openai:``."""
+    from helpers.teachers import HTTP_OPTIONS, spec_options
 
-    Args:
-        attempts: Tries per request in total (1 = no retry).
-        base: First wait in seconds; doubled after each failure.
-        cap: Longest single wait, also the cap on a server's Retry-After.
-    """
-
-    attempts: int = 5
-    base: float = 0.5
-    cap: float = 8.0
-
-    def delay(self, failures: int, retry_after: float | None = None) -> float:
-        """Seconds to wait after the `failures`-th failure (1-based)."""
-        backoff = self.base * 2 ** (failures - 1)
-        return min(self.cap, max(backoff, retry_after or 0.0))
-
-
-def parse_spec(rest: str) -> tuple[str, str]:
-    """Model and base URL from the part of the spec after ``openai:``."""
-    match = SPEC.match(rest.strip())
+    address, options = spec_options(rest.strip(), HTTP_OPTIONS)
+    match = SPEC.match(address)
     if not match:
         raise ValueError(f"bad teacher spec 'openai:{rest}': use openai:MODEL@URL, "
-                         "e.g. openai:smollm2@http://127.0.0.1:8080/v1")
-    return match["model"], match["url"].rstrip("/")
+                         "e.g. openai:smollm2@http://127.0.0.1:8080/v1 (optionally ?concurrency=8)")
+    return match["model"], match["url"].rstrip("/"), options["concurrency"]
 
 
 def public_url(url: str) -> str:
@@ -98,84 +76,6 @@ def approx_tokenizer(text: str) -> dict[str, list[int]]:
     return {"input_ids": [0] * (len(text) // 4 + 1)}
 
 
-def norm(text: str) -> str:
-    """Comparison key: case, underscores, dashes and spacing do not matter."""
-    return " ".join(re.sub(r"[_\-\s]+", " ", text).lower().split())
-
-
-def clean_reply(reply: str) -> str:
-    """The reply without surrounding quotes, markup, punctuation or a 'Class:' prefix."""
-    text = reply.strip().strip("\"'`*.:;,!()[]{}<> \n\t")
-    return ANSWER_PREFIX.sub("", text).strip("\"'`*.:;,!()[]{}<> \n\t")
-
-
-def parse_class(reply: str, classes: list[str]) -> str | None:
-    """The one class a reply names, or None.
-
-    Exact, then case/spacing-insensitive, then "starts with a class name" (longest
-    wins) provided no other class is named later: a reply naming two classes is
-    ambiguous and counts as no answer.
-    """
-    text = clean_reply(reply)
-    if text in classes:
-        return text
-    key = norm(text)
-    by_key = {norm(c): c for c in classes}
-    if key in by_key:
-        return by_key[key]
-    starts = [c for k, c in by_key.items() if re.match(re.escape(k) + r"(?![a-z0-9])", key)]
-    if not starts:
-        return None
-    best = max(starts, key=len)
-    rest = key[len(norm(best)):]
-    named = [c for k, c in by_key.items() if re.search(rf"(?<![a-z0-9]){re.escape(k)}(?![a-z0-9])", rest)]
-    return None if any(c != best for c in named) else best
-
-
-def smoothed(index: int, n_classes: int, peak: float = PEAK) -> np.ndarray:
-    """Mostly the parsed class: a one-hot label would claim certainty nobody measured."""
-    probs = np.full(n_classes, (1.0 - peak) / max(n_classes - 1, 1))
-    probs[index] = peak if n_classes > 1 else 1.0
-    return probs
-
-
-def first_answer_position(tokens: list[Any]) -> Any | None:
-    """The first generated token that holds a letter or digit (skips quotes, spaces)."""
-    return next((t for t in tokens if re.search(r"\w", t.token or "")), None)
-
-
-def logprob_distribution(position: Any, classes: list[str], parsed: str) -> np.ndarray | None:
-    """Class distribution from one position's top_logprobs, or None if no class shows up.
-
-    A token counts for every class whose name it begins. A token shared by several
-    classes goes to the parsed class when it is the token actually generated (its
-    continuation decided), else it is split evenly.
-    """
-    keys = [norm(c) for c in classes]
-    chosen = norm(position.token)
-    mass = np.zeros(len(classes))
-    for alt in position.top_logprobs or []:
-        token = norm(alt.token)
-        matches = [i for i, k in enumerate(keys) if token and k.startswith(token)]
-        if not matches:
-            continue
-        if token == chosen and classes.index(parsed) in matches:
-            matches = [classes.index(parsed)]
-        mass[matches] += float(np.exp(alt.logprob)) / len(matches)
-    if mass[classes.index(parsed)] <= 0:
-        return None
-    return mass / mass.sum()
-
-
-def retry_after(exc: Exception) -> float | None:
-    """The server's Retry-After in seconds, if it sent a numeric one."""
-    response = getattr(exc, "response", None)
-    try:
-        return float(response.headers.get("retry-after")) if response is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
 class OpenAITeacher(Teacher):
     """Labels texts by asking a chat model behind an OpenAI-compatible API."""
 
@@ -183,11 +83,11 @@ class OpenAITeacher(Teacher):
     text_words = TEACHER_TEXT_WORDS
 
     def __init__(self, task: Task, spec: str, *, held_out: frozenset[int] = frozenset(),
-                 concurrency: int = 4, timeout: float | None = None, max_retries_invalid: int = 2,
+                 concurrency: int | None = None, timeout: float | None = None, max_retries_invalid: int = 2,
                  retry: RetryPolicy = RetryPolicy(), example_budget: int = 1500):
         super().__init__(task, spec)
-        self.model, self.base_url = parse_spec(spec.partition(":")[2])
-        self.concurrency, self.max_retries_invalid, self.retry = concurrency, max_retries_invalid, retry
+        self.model, self.base_url, in_spec = parse_spec(spec.partition(":")[2])
+        self.concurrency, self.max_retries_invalid, self.retry = concurrency or in_spec, max_retries_invalid, retry
         self.logprobs = True  # switched off once if the server rejects them
         self.checked = False
         self.timeout = timeout = timeout or float(os.environ.get("TEACHER_TIMEOUT", DEFAULT_TIMEOUT))
@@ -348,15 +248,10 @@ class OpenAITeacher(Teacher):
             model=self.model, messages=messages, max_tokens=max_tokens, temperature=0.8))
         return response.choices[0].message.content or ""
 
-    def predict(self, texts: list[str]) -> list[tuple[np.ndarray, bool]]:
+    def stream(self, texts: list[str], batch_size: int = 8) -> Iterator[tuple[int, tuple[np.ndarray, bool]]]:
+        """Answers as they arrive, `concurrency` requests in flight (`batch_size` plays no part)."""
         self.check()
-        if not texts:
-            return []
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(texts))) as pool:
-            futures = [pool.submit(self.answer, text) for text in texts]
-            try:
-                return [f.result() for f in futures]
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+        return answer_concurrently(self.answer, texts, self.concurrency)
+
+    def predict(self, texts: list[str]) -> list[tuple[np.ndarray, bool]]:
+        return [answer for _, answer in sorted(self.stream(texts), key=lambda pair: pair[0])]

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.device import resolve_device, teacher_batch_size, teacher_load_kwargs
 from helpers.limits import EXAMPLE_TEXT_WORDS, TEACHER_TEXT_WORDS
 from helpers.models import quiet_loading, set_threads, smollm2_gguf
 from helpers.task import Task
@@ -36,21 +37,25 @@ MAX_PREFIX_TOKENS = 3000
 CONTENT_FREE = "N/A"
 
 
-def load_causal_lm(name_or_path: str, gguf_file: str | None = None):
-    """Tokenizer and model via from_pretrained, in bf16 (GGUF weights dequantised to it).
+def load_causal_lm(name_or_path: str, gguf_file: str | None = None, device: str = "cpu"):
+    """Tokenizer and model via from_pretrained, on `device`, in bf16 on a CPU (GGUF weights
+    dequantised to it; see `teacher_load_kwargs` for GPUs).
 
     transformers advises float32 for GGUF, but here bf16 was faster: the shared
     prefix's KV cache is copied for every text, and float32 doubles those bytes
     (8 banking texts: 57 s in bf16, 95 s in float32 on a busy 2-core CPU). The advice
-    is silenced with the other loading noise (`quiet_loading`), not taken.
+    is silenced with the other loading noise (`quiet_loading`), not taken. An ``hf:``
+    model on CUDA is placed by accelerate (``device_map="auto"``), so a 7B fits over cards.
     """
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    placement = teacher_load_kwargs(device, spread=gguf_file is None)
     with quiet_loading():
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch.bfloat16, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, **placement, **kwargs)
+    if "device_map" not in placement:
+        model = model.to(device)
     return tokenizer, model.eval()
 
 
@@ -112,13 +117,15 @@ class LocalLMTeacher(Teacher):
 
     def __init__(self, task: Task, spec: str, name_or_path: str, gguf_file: str | None = None,
                  use_prefix_cache: bool = True, held_out: frozenset[int] = frozenset(), retrieve: int = 0,
-                 batch_size: int = 1):
+                 batch_size: int | None = None, device: str = "auto"):
         super().__init__(task, spec)
-        self.held_out, self.retrieve, self.batch_size = held_out, retrieve, batch_size
+        self.device = resolve_device(device)
+        self.held_out, self.retrieve = held_out, retrieve
+        self.batch_size = teacher_batch_size(self.device, batch_size)
         self.prompt_version = f"v4-calibrated-knn{retrieve}-fit{TEACHER_TEXT_WORDS}"
         self.text_words = TEACHER_TEXT_WORDS
         set_threads()
-        self.tokenizer, self.model = load_causal_lm(name_or_path, gguf_file)
+        self.tokenizer, self.model = load_causal_lm(name_or_path, gguf_file, self.device)
         self.use_prefix_cache = use_prefix_cache
         self.prepare()
 
@@ -176,10 +183,13 @@ class LocalLMTeacher(Teacher):
         return torch.tensor([ids])
 
     def run(self, ids, cache=None, attention_mask=None, position_ids=None):
+        """One forward pass; inputs are built on the CPU and moved to where the model's first layer is."""
         import torch
 
+        on = self.model.device
         with torch.inference_mode():
-            return self.model(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids,
+            return self.model(input_ids=ids.to(on), position_ids=None if position_ids is None else position_ids.to(on),
+                              attention_mask=None if attention_mask is None else attention_mask.to(on),
                               cache=cache, use_cache=True)
 
     def raw_scores(self, text: str, examples: list[tuple[str, str]] = ()) -> np.ndarray:
@@ -207,7 +217,7 @@ class LocalLMTeacher(Teacher):
         attention = torch.cat([torch.ones(len(texts), start, dtype=torch.long), mask], dim=1)
         positions = start + (mask.cumsum(1) - 1).clamp(min=0)
         out = self.run(ids, cache, attention, positions)
-        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
         names = self.class_names
         k, length = names.shape
         out.cache.batch_repeat_interleave(k)
@@ -218,9 +228,9 @@ class LocalLMTeacher(Teacher):
         rest = torch.log_softmax(rest.float(), dim=-1).view(len(texts), k, length, -1)
         scores = np.zeros((len(texts), k))
         for j, name in enumerate(self.class_ids):
-            tokens = name[0]
+            tokens = name[0].to(rest.device)  # gathered where the logits are: a GPU's vocab stays there
             steps = rest[:, j, : len(tokens) - 1].gather(2, tokens[1:].expand(len(texts), -1)[..., None])
-            scores[:, j] = (first[:, tokens[0]] + steps.sum((1, 2))).numpy()
+            scores[:, j] = (first[:, tokens[0].item()] + steps.sum((1, 2)).cpu()).numpy()
         return scores
 
     @property
