@@ -8,12 +8,9 @@ against a target distribution, so a single `compute_loss` serves them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +27,10 @@ from transformers import (
     set_seed,
 )
 
+from helpers.checkpoints import RUN_FILE, fingerprint, last_complete_checkpoint, prepare_work_dir  # noqa: F401
 from helpers.limits import MAX_TOKENS
 from helpers.models import quiet_loading, resolve_backbone, set_threads
+from helpers.warmstart import warm_start
 
 EVAL_EVERY_MIN_STEPS = 10
 
@@ -50,6 +49,8 @@ class StudentConfig:
     temperature: float = 2.0
     patience: int = 4
     seed: int = 0
+    warm_start: str = "none"  # see helpers/warmstart.py: "none", "probe" or "align+probe"
+    align_steps: int = 200
 
     def floor_steps(self, n_classes: int) -> int:
         """Updates before early stopping may end training: `min_steps`, and enough for
@@ -235,65 +236,14 @@ class TrainedStudent:
     train_seconds: float
     config: StudentConfig
     resumed_from: str | None = None
+    warm_start: dict = field(default_factory=dict)
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         return predict_proba(self.model, self.tokenizer, texts, self.config.max_length, batch_size)
 
     def to_dict(self) -> dict:
         return {"validation": self.validation, "train_seconds": self.train_seconds,
-                "config": asdict(self.config), "resumed_from": self.resumed_from}
-
-
-RUN_FILE = "run.json"
-
-
-def fingerprint(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[str],
-                config: StudentConfig) -> str:
-    """Hash of everything that shapes a training run: data, classes and recipe."""
-    payload = {"rows": rows[["text", "soft_targets", "sample_weight", "temperature"]].values.tolist(),
-               "validation": validation[["text", "label"]].values.tolist(), "classes": classes,
-               "config": asdict(config)}
-    return hashlib.sha256(json.dumps(payload, default=str).encode()).hexdigest()
-
-
-def last_complete_checkpoint(work_dir: Path) -> str | None:
-    """Newest checkpoint whose trainer_state.json (written last by `Trainer`) is whole.
-
-    A process killed while saving leaves a folder without it; that one is skipped.
-    """
-    def step(folder: Path) -> int:
-        return int(folder.name.rsplit("-", 1)[1])
-
-    for folder in sorted(work_dir.glob("checkpoint-*[0-9]"), key=step, reverse=True):
-        try:
-            json.loads((folder / "trainer_state.json").read_text())
-        except (OSError, ValueError):
-            continue
-        return str(folder)
-    return None
-
-
-def prepare_work_dir(work_dir: Path, stamp: str, resume: bool) -> str | None:
-    """Claim `work_dir` for this run; return the checkpoint to resume from, if asked and present.
-
-    A checkpoint is resumed only by the run that wrote it (same fingerprint): resuming
-    someone else's optimizer state would silently train a different model. Only a
-    folder a training run made (it holds run.json) is ever emptied.
-    """
-    marker = work_dir / RUN_FILE
-    if marker.exists():
-        if resume and json.loads(marker.read_text()).get("fingerprint") == stamp:
-            return last_complete_checkpoint(work_dir)
-        if resume:
-            raise ValueError(f"{work_dir} holds checkpoints of a different run (other data or settings). "
-                             "Run without resume to start over.")
-        shutil.rmtree(work_dir)
-    elif work_dir.exists() and any(work_dir.iterdir()):
-        raise ValueError(f"{work_dir} is not empty and was not made by a training run: "
-                         "choose an empty or new folder for checkpoints.")
-    work_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"fingerprint": stamp}))
-    return None
+                "config": asdict(self.config), "resumed_from": self.resumed_from, "warm_start": self.warm_start}
 
 
 def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[str],
@@ -309,6 +259,8 @@ def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[st
     set_threads()
     set_seed(config.seed, deterministic=True)
     tokenizer, model = load_student(config.backbone, classes)
+    warmed = {} if checkpoint else warm_start(model, tokenizer, rows, config.warm_start, config.max_length,
+                                               config.align_steps, config.seed)
     trainer = DistillationTrainer(
         model=model, args=training_arguments(config, len(rows), len(classes), work_dir),
         train_dataset=to_dataset(rows, tokenizer, config.max_length),
@@ -322,7 +274,7 @@ def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[st
     metrics = trainer.evaluate()
     return TrainedStudent(trainer.model.eval(), tokenizer, trainer.state.log_history,
                           {k.removeprefix("eval_"): v for k, v in metrics.items()}, seconds, config,
-                          checkpoint and Path(checkpoint).name)
+                          checkpoint and Path(checkpoint).name, warmed)
 
 
 def predict_proba(model, tokenizer, texts: list[str], max_length: int = MAX_TOKENS,
