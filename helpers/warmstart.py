@@ -63,7 +63,7 @@ def fit_probe_head(model, tokenizer, rows: pd.DataFrame, max_length: int, c: flo
 
 
 def align_pooler(model, tokenizer, texts: list[str], max_length: int, steps: int, batch_size: int = 16,
-                 learning_rate: float = 5e-5, seed: int = 0) -> float:
+                 learning_rate: float = 1e-4, seed: int = 0) -> float:
     """Train body + pooler so the pooler output has the frozen mean-pooled embedding's direction.
 
     Returns the mean cosine over the last 10 steps (1.0: the head sees what the
@@ -82,7 +82,7 @@ def align_pooler(model, tokenizer, texts: list[str], max_length: int, steps: int
         (1 - cosine).backward()
         optimiser.step()
         optimiser.zero_grad()
-        cosines.append(float(cosine))
+        cosines.append(float(cosine.detach()))
     model.eval()
     return float(np.mean(cosines[-10:]))
 
