@@ -1,13 +1,15 @@
-"""Screen recipe levers on a BANKING77 dev split (built from its train split; its test set is never read).
+"""Screen recipe levers on a BANKING77 dev split (built from its train split), then run the chosen one on test.
 
     python benchmarks/levers.py --name default-p0.9 --teacher 0.9
     python benchmarks/levers.py --name ref-lr5e-5 --teacher truth --set learning_rate=5e-5
     python benchmarks/levers.py --probes          # linear probes on frozen features, no training
+    python benchmarks/levers.py --name lpft-p0.9 --teacher 0.9 --split test --set warm_start=align+probe
 
 One student-tuned per call: the seed rows less the guard's validation split, plus
 1,500 unlabelled rows labelled by the simulated teacher (p) or by their true intents
 (``truth``: the supervised reference, a plain fine-tune). Accuracy on 1,000 held-out
-train rows goes to benchmarks/results/levers/<name>.json.
+train rows (``--split dev``, the default) or on BANKING77's test set (``--split test``,
+only for a recipe chosen on dev) goes to benchmarks/results/levers/<name>-<split>-seed<S>.json.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from simulated import SimulatedTeacher, build_dev_source, read_truth, supervised_rows  # noqa: E402
 
-from helpers.checks import normalise  # noqa: E402
 from helpers.benchmark import build_banking77_task, find_banking77  # noqa: E402
+from helpers.checks import normalise  # noqa: E402
 from helpers.distill import Recipe, split_validation  # noqa: E402
 from helpers.student import StudentConfig, gold_rows  # noqa: E402
 from helpers.task import Task, load_task  # noqa: E402
