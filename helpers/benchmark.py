@@ -77,8 +77,12 @@ def describe_intent(name: str) -> str:
 
 
 def build_banking77_task(source: str | Path, k: int, out_dir: str | Path, max_unlabelled: int = 2000,
-                         seed: int = 0) -> Path:
-    """A k-shot task folder: k train rows per intent, the rest of train unlabelled, official test."""
+                         seed: int = 0, truth_csv: str | Path | None = None) -> Path:
+    """A k-shot task folder: k train rows per intent, the rest of train unlabelled, official test.
+
+    `truth_csv` (a path outside the folder) receives the true intents of the unlabelled
+    rows, so a benchmark can simulate a teacher of known accuracy; the task never sees it.
+    """
     source, out = Path(source), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     train = pd.read_csv(source / "train.csv").sample(frac=1.0, random_state=seed)
@@ -92,6 +96,6 @@ def build_banking77_task(source: str | Path, k: int, out_dir: str | Path, max_un
     to_rows(shots)[["question", "answer"]].to_csv(out / "train.csv", index=False)
     to_rows(pd.read_csv(source / "test.csv"))[["question", "answer"]].to_csv(out / "test.csv", index=False)
     rest.rename(columns={"text": "context"})[["context"]].to_csv(out / "unstructured.csv", index=False)
+    if truth_csv is not None:
+        to_rows(rest)[["question", "answer"]].to_csv(truth_csv, index=False)
     return out
-
-

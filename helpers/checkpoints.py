@@ -7,13 +7,26 @@ folder, and the others wait for it before they look for a checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
+
+import pandas as pd
 
 from helpers.device import is_main_process, world_size
 
 RUN_FILE = "run.json"
+
+
+def fingerprint(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[str], config) -> str:
+    """Hash of everything that shapes a training run (data, classes, the `StudentConfig`
+    recipe): a checkpoint is resumed only by the run with the same hash."""
+    payload = {"rows": rows[["text", "soft_targets", "sample_weight", "temperature"]].values.tolist(),
+               "validation": validation[["text", "label"]].values.tolist(), "classes": classes,
+               "config": asdict(config)}
+    return hashlib.sha256(json.dumps(payload, default=str).encode()).hexdigest()
 
 
 def last_complete_checkpoint(work_dir: Path) -> str | None:

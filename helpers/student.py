@@ -8,11 +8,9 @@ against a target distribution, so a single `compute_loss` serves them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +27,11 @@ from transformers import (
     set_seed,
 )
 
-from helpers.checkpoints import claim_work_dir
+from helpers.checkpoints import claim_work_dir, fingerprint
 from helpers.device import per_process_batch, resolve_device, trainer_device_args
 from helpers.limits import MAX_TOKENS
 from helpers.models import quiet_loading, resolve_backbone, set_threads
+from helpers.warmstart import warm_start
 
 EVAL_EVERY_MIN_STEPS = 10
 
@@ -52,6 +51,8 @@ class StudentConfig:
     patience: int = 4
     seed: int = 0
     device: str = "auto"  # auto: cuda, then mps, else cpu (helpers/device.py)
+    warm_start: str = "none"  # see helpers/warmstart.py: "none", "probe" or "align+probe"
+    align_steps: int = 200
 
     def floor_steps(self, n_classes: int) -> int:
         """Updates before early stopping may end training: `min_steps`, and enough for
@@ -250,22 +251,14 @@ class TrainedStudent:
     train_seconds: float
     config: StudentConfig
     resumed_from: str | None = None
+    warm_start: dict = field(default_factory=dict)
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         return predict_proba(self.model, self.tokenizer, texts, self.config.max_length, batch_size)
 
     def to_dict(self) -> dict:
         return {"validation": self.validation, "train_seconds": self.train_seconds,
-                "config": asdict(self.config), "resumed_from": self.resumed_from}
-
-
-def fingerprint(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[str],
-                config: StudentConfig) -> str:
-    """Hash of everything that shapes a training run: data, classes and recipe."""
-    payload = {"rows": rows[["text", "soft_targets", "sample_weight", "temperature"]].values.tolist(),
-               "validation": validation[["text", "label"]].values.tolist(), "classes": classes,
-               "config": asdict(config)}
-    return hashlib.sha256(json.dumps(payload, default=str).encode()).hexdigest()
+                "config": asdict(self.config), "resumed_from": self.resumed_from, "warm_start": self.warm_start}
 
 
 def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[str],
@@ -282,6 +275,8 @@ def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[st
     set_threads()
     set_seed(config.seed, deterministic=True)
     tokenizer, model = load_student(config.backbone, classes, config.max_length)
+    warmed = {} if checkpoint else warm_start(model, tokenizer, rows, config.warm_start, config.max_length,
+                                               config.align_steps, config.seed)
     trainer = DistillationTrainer(
         model=model, args=training_arguments(config, len(rows), len(classes), work_dir),
         train_dataset=to_dataset(rows, tokenizer, config.max_length),
@@ -295,7 +290,7 @@ def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[st
     metrics = trainer.evaluate()
     return TrainedStudent(trainer.model.eval(), tokenizer, trainer.state.log_history,
                           {k.removeprefix("eval_"): v for k, v in metrics.items()}, seconds, config,
-                          checkpoint and Path(checkpoint).name)
+                          checkpoint and Path(checkpoint).name, warmed)
 
 
 def predict_proba(model, tokenizer, texts: list[str], max_length: int = MAX_TOKENS,
