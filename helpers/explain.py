@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from helpers.evaluate import Evaluation, TeacherReport
-from helpers.limits import TOKENS_PER_WORD
+from helpers.limits import words_in
 
 
 def training_plan(name: str, config, n_rows: int, n_classes: int) -> str:
@@ -169,7 +169,7 @@ def reading_window(task, config) -> str:
     path, kwargs = resolve_backbone(config.backbone)
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     lines = [f"The student reads the first {config.max_length} word pieces of a text (about "
-             f"{int((config.max_length - 2) / TOKENS_PER_WORD)} words); the rest is ignored, in training and "
+             f"{words_in(config.max_length)} words); the rest is ignored, in training and "
              "in deployment."]
     for name, texts in [("train", task.train["text"]), ("test", task.test["text"]),
                         ("unlabelled", task.unstructured["text"])]:

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 MAX_TOKENS = 128  # the student's window: word-piece tokens it reads, [CLS] and [SEP] included
 TOKENS_PER_WORD = 1.45  # MiniLM word pieces per word: median 1.44 on our example tasks (measured)
-LONG_TEXT_WORDS = int((MAX_TOKENS - 2) / TOKENS_PER_WORD)  # ~86 words fill the window
+
+
+def words_in(window: int) -> int:
+    """About how many words fill a window of word pieces ([CLS] and [SEP] take two)."""
+    return int((window - 2) / TOKENS_PER_WORD)
+
+
+LONG_TEXT_WORDS = words_in(MAX_TOKENS)  # ~86 words fill the window
 
 TEACHER_TEXT_WORDS = 700  # of one text in an LLM teacher's prompt (~1,000 tokens): fits a 4,096-token server
 EXAMPLE_TEXT_WORDS = 150  # of one seed row shown to an LLM teacher as an example, so several fit
-
 
 
 def saved_window(tokenizer, max_positions: int) -> int:
