@@ -111,3 +111,10 @@ def file_tree(folder: str | Path) -> str:
 
     walk(root, "")
     return "\n".join(lines)
+
+
+def folder_size_mb(path: str | Path) -> float:
+    """Size on disk of a file, or of the model files in a folder (what you ship), in MB."""
+    path = Path(path)
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1e6

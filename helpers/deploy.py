@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, TextClassificationPipeline
 
+from helpers.archive import folder_size_mb
 from helpers.limits import MAX_CSV_BYTES, saved_window
 from helpers.models import set_threads
 from helpers.problems import Problems, shorten
@@ -167,13 +168,6 @@ def as_predictor(target, tokenizer=None) -> Predictor:
     if callable(target):
         return target
     raise TypeError(f"cannot predict with {type(target).__name__}")
-
-
-def folder_size_mb(path: str | Path) -> float:
-    """Size on disk of a file, or of the model files in a folder (what you ship), in MB."""
-    path = Path(path)
-    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-    return sum(p.stat().st_size for p in files) / 1e6
 
 
 def measure_latency(target, texts: list[str], tokenizer=None, runs: int = 50, warmup: int = 5,

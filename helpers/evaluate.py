@@ -22,6 +22,7 @@ class Evaluation:
     confusion: pd.DataFrame
     seconds_per_text: float | None = None
     invalid: int = 0
+    speed: dict | None = None  # a teacher's `payoff.teacher_speed`, kept in training-logs.json
 
     def row(self) -> dict:
         """One line of the comparison table."""
@@ -86,9 +87,10 @@ class TeacherReport:
 
 
 def evaluate_teacher(task, teacher, cache_dir=None, progress: bool = True) -> TeacherReport:
-    """Teacher accuracy, macro-F1, per-class scores, confusion, invalid answers, speed."""
+    """Teacher accuracy, macro-F1, per-class scores, confusion, invalid answers, speed (timed uncached)."""
     import time
 
+    from helpers.payoff import teacher_speed
     from helpers.teachers.seed import SeedTeacher
 
     texts, gold = task.test["text"].tolist(), task.test["label"].tolist()
@@ -97,6 +99,7 @@ def evaluate_teacher(task, teacher, cache_dir=None, progress: bool = True) -> Te
     seconds = (time.perf_counter() - start) / max(1, len(texts))
     evaluation = evaluate_predictions(f"teacher ({teacher.spec})", gold, labels.labels, task.classes,
                                       seconds, int((~labels.valid).sum()))
+    evaluation.speed = teacher_speed(teacher, texts)
     seed = teacher if teacher.spec == "seed" else SeedTeacher(task)
     baseline = evaluate_predictions("seed-only classifier", gold,
                                     seed.label(texts, progress=False).labels, task.classes)

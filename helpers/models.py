@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,17 +46,57 @@ def smollm2_gguf() -> Path:
 def resolve_backbone(name: str) -> tuple[str, dict]:
     """Offline short names to (folder, from_pretrained kwargs); anything else is passed on as is.
 
-    ``minilm`` is the default encoder student; ``smollm2-135m`` is a decoder whose LM
+    ``minilm`` is the default encoder student; ``minilm-l4`` / ``minilm-l3`` are shallower
+    copies of it (`shallow_copy`), faster to serve; ``smollm2-135m`` is a decoder whose LM
     head is replaced by a classification head (GGUF weights, dequantised on load).
     """
     if name in (MINILM, "all-MiniLM-L6-v2"):
         return str(minilm_path()), {}
+    if name in SHALLOW_LAYERS:
+        return str(shallow_copy(name)), {}
     if name in ("smollm2-135m", "smollm2"):
         return str(dense_copy(smollm2_gguf(), "smollm2-135m")), {}
     return name, {}
 
 
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / "backbones"
+# Which of MiniLM's six layers a shallow copy keeps, chosen by a frozen mean-pooled probe on our four
+# tasks (BENCHMARKS.md, "Smaller students"): every 3- and 4-layer choice scored within a few points.
+SHALLOW_LAYERS = {"minilm-l4": (0, 1, 4, 5), "minilm-l3": (0, 1, 2)}
+
+
+def shallow_copy(name: str) -> Path:
+    """MiniLM with only some of its layers, saved once as a plain model folder.
+
+    A layer-dropped copy (as DistilBERT was initialised) keeps the trained embeddings and the
+    kept layers' weights, so fine-tuning starts from a good encoder, not from noise; fewer
+    layers mean proportionally less compute per token where the model is served.
+    """
+    def build():
+        from transformers import AutoModel, AutoTokenizer
+
+        with quiet_loading():
+            model = AutoModel.from_pretrained(minilm_path())
+        model.encoder.layer = type(model.encoder.layer)(model.encoder.layer[i] for i in SHALLOW_LAYERS[name])
+        model.config.num_hidden_layers = len(SHALLOW_LAYERS[name])
+        return model, AutoTokenizer.from_pretrained(minilm_path())
+    return saved_once(name, build)
+
+
+def saved_once(name: str, build) -> Path:
+    """``CACHE/name``, made by ``build() -> (model, tokenizer)`` the first time.
+
+    Written to a staging folder and renamed into place, so an interrupted run never leaves
+    a half-written backbone that a later run would take for a complete one.
+    """
+    target = CACHE / name
+    if not (target / "config.json").exists():
+        staging = CACHE / f".{name}.partial"
+        shutil.rmtree(staging, ignore_errors=True)  # a killed run's leftovers
+        for part in build():
+            part.save_pretrained(staging)
+        staging.rename(target)
+    return target
 
 
 def dense_copy(gguf: Path, name: str) -> Path:
@@ -63,21 +104,16 @@ def dense_copy(gguf: Path, name: str) -> Path:
 
     transformers marks GGUF-loaded models as quantized and its Trainer refuses to
     fine-tune those, so a student backbone is dequantised and saved as dense
-    weights first (written to a temporary folder, then renamed: no half copies).
+    weights first.
     """
-    target = CACHE / name
-    if (target / "config.json").exists():
-        return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    def build():
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    staging = CACHE / f".{name}.partial"
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model.hf_quantizer, model.is_quantized = None, False
-    model.config.quantization_config = None
-    model.save_pretrained(staging)
-    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(staging)
-    staging.rename(target)
-    return target
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model.hf_quantizer, model.is_quantized = None, False
+        model.config.quantization_config = None
+        return model, AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    return saved_once(name, build)
 
 
 def set_threads() -> None:

@@ -75,6 +75,7 @@ def metadata(task: Task, teacher_spec: str, config: StudentConfig, result: Disti
             "backbone": config.backbone, "device": run_device(config),
             "parameters": {**vars(config), "max_unlabelled": max_unlabelled}, "chosen": result.chosen,
             "data": result.stats, "versions": package_versions(),
+            "teacher_speed": evaluations[0].speed if evaluations else None,  # the teacher comes first
             "evaluation": comparison_table(evaluations).reset_index().to_dict(orient="records")}
 
 

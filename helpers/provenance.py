@@ -20,13 +20,19 @@ def trained_task(model_dir: str | Path) -> dict | None:
     Models exported before ``task_folder`` was recorded fall back to the usual
     ``data-<task>`` folder name.
     """
+    logs = training_logs(model_dir)
+    if logs is None or not isinstance(logs.get("task"), str):
+        return None
+    return {"task": logs["task"], "task_folder": logs.get("task_folder") or f"data-{logs['task']}"}
+
+
+def training_logs(model_dir: str | Path) -> dict | None:
+    """The run record a model folder carries (task, teacher, evaluation, ...); None if unreadable."""
     try:
         logs = json.loads((Path(model_dir) / LOGS).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(logs, dict) or not isinstance(logs.get("task"), str):
-        return None
-    return {"task": logs["task"], "task_folder": logs.get("task_folder") or f"data-{logs['task']}"}
+    return logs if isinstance(logs, dict) else None
 
 
 def default_tar(model_tar: str | Path | None, model_dir: str | Path) -> Path | None:

@@ -3,7 +3,7 @@
 ONNX is a portable graph format; onnxruntime runs it without PyTorch. Dynamic
 quantisation stores Linear weights as int8 and quantises activations at run time:
 about 4x smaller and several times faster on CPU, with slightly different numbers,
-so `compare_onnx` reports how often the int8 model still picks the same class.
+so `payoff.payoff_table` reports how often the int8 model still picks the same class.
 `OnnxClassifier` answers with the same API as the PyTorch pipeline, so the HTTP
 service and `helpers.deploy` can serve either one (`deploy.load_model`).
 Needs the ``onnx`` package (torch's exporter and the quantiser both use it).
@@ -21,7 +21,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from helpers.limits import saved_window
 
@@ -179,22 +178,3 @@ class OnnxClassifier:
         for probs in self.predict_proba(texts, batch_size):
             rows.append([{"label": self.labels[i], "score": float(probs[i])} for i in np.argsort(-probs)])
         return rows
-
-
-def compare_onnx(model_dir: str | Path, onnx_path: str | Path, texts: list[str], runs: int = 30,
-                 pipe=None) -> pd.DataFrame:
-    """PyTorch vs ONNX int8 side by side: latency, throughput, size, and how often the
-    top class agrees (quantisation changes numbers slightly; agreement shows if it matters).
-    Pass an already loaded ``pipe`` to skip loading the PyTorch model again."""
-    from helpers.deploy import load_pipeline, measure_latency, pipeline_proba
-
-    pipe = pipe or load_pipeline(model_dir)
-    onnx = OnnxClassifier(Path(onnx_path).parent)
-    torch_probs, onnx_probs = pipeline_proba(pipe, texts), onnx.predict_proba(texts)
-    weights = Path(model_dir) / "model.safetensors"
-    table = pd.DataFrame({"pytorch": measure_latency(pipe, texts, runs=runs, size_path=weights),
-                          "onnx-int8": measure_latency(onnx, texts, runs=runs, size_path=onnx_path)}).T
-    table["speedup_p50"] = table.loc["pytorch", "p50_ms"] / table["p50_ms"]
-    table["agreement"] = [1.0, float((torch_probs.argmax(1) == onnx_probs.argmax(1)).mean())]
-    table["max_prob_diff"] = [0.0, float(np.abs(torch_probs - onnx_probs).max())]
-    return table

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import socket
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import deploy, quantize
+from helpers import deploy, payoff, quantize
 from helpers.archive import UnsafeArchive, file_tree, safe_extract
 from helpers.export import MODEL_FILES, export_model
 from helpers.limits import MAX_TOKENS
@@ -301,13 +302,27 @@ def test_onnx_export_ships_only_the_int8_file(student, onnx_dir):
     assert quantize.matches(onnx_dir, student["dir"])
 
 
-def test_onnx_int8_agrees_with_pytorch(student, onnx_dir):
-    table = quantize.compare_onnx(student["dir"], onnx_dir / quantize.ONNX_FILE, TEXTS * 3, runs=3)
-    assert list(table.index) == ["pytorch", "onnx-int8"]
-    assert table.loc["onnx-int8", "agreement"] == 1.0
-    assert table.loc["onnx-int8", "max_prob_diff"] < 0.1
-    assert (table[["p50_ms", "texts_per_second", "size_mb", "speedup_p50"]] > 0).all().all()
-    assert table.loc["onnx-int8", "size_mb"] < table.loc["pytorch", "size_mb"] / 3
+def test_the_payoff_table_puts_the_teacher_timed_at_training_beside_both_students(student, onnx_dir, pipe):
+    logs_path = student["dir"] / "training-logs.json"
+    before = logs_path.read_text()
+    onnx = quantize.OnnxClassifier(onnx_dir)
+    texts, labels = TEXTS * 3, [CLASSES[0]] * len(TEXTS) * 3
+    alone = payoff.payoff_table(student["dir"], pipe, onnx, texts, labels, runs=3)
+    assert list(alone.index) == ["student fp32 (PyTorch)", "student int8 (ONNX)"]  # old logs: no teacher timing
+    timed = {"p50_ms": 900.0, "p95_ms": 1500.0, "texts_per_second": 1.2, "size_mb": 94.0}
+    logs_path.write_text(json.dumps({"task": "shop", "teacher": "local:smollm2-135m", "teacher_speed": timed,
+                                     "evaluation": [{"model": "teacher", "accuracy": 0.5}]}))
+    try:
+        table = payoff.payoff_table(student["dir"], pipe, onnx, texts, labels, runs=3)
+    finally:
+        logs_path.write_text(before)
+    assert table.index[0] == "teacher (local:smollm2-135m), timed at training"
+    assert table.iloc[0][["p50_ms", "size_mb", "accuracy"]].tolist() == [900.0, 94.0, 0.5]
+    fp32, int8 = table.loc["student fp32 (PyTorch)"], table.loc["student int8 (ONNX)"]
+    right = np.mean([row[0]["label"] == CLASSES[0] for row in pipe(texts)])
+    assert fp32["accuracy"] == pytest.approx(right) and fp32["agreement"] == 1.0
+    assert int8["agreement"] == 1.0 and int8["size_mb"] < fp32["size_mb"] / 3
+    assert (table.loc[:, ["p50_ms", "p95_ms", "texts_per_second"]] > 0).all().all()
 
 
 def test_onnx_classifier_has_the_pipelines_api_and_window(pipe, onnx_dir):

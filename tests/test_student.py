@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -367,3 +368,45 @@ def test_decoder_backbone_from_shipped_weights(task, tmp_path):
     np.testing.assert_allclose(predict_proba(reloaded, student.tokenizer, texts),
                                student.predict_proba(texts), atol=2e-2)
     assert reloaded.config.id2label == {0: "refund", 1: "delivery"}
+
+
+# ---- smaller students ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["minilm-l3", "minilm-l4"])
+def test_a_shallow_student_keeps_the_chosen_minilm_layers(name, tmp_path, monkeypatch):
+    from transformers import AutoModel
+
+    from helpers import models
+    from helpers.student import load_student
+
+    monkeypatch.setattr(models, "CACHE", tmp_path / "backbones")
+    partial = tmp_path / "backbones" / f".{name}.partial"  # left behind by a killed run
+    partial.mkdir(parents=True)
+    (partial / "stale.bin").write_bytes(b"half")
+    _, student = load_student(name, ["refund", "delivery"])
+    full = AutoModel.from_pretrained(models.minilm_path())
+    kept = models.SHALLOW_LAYERS[name]
+    assert student.config.num_hidden_layers == len(kept) == len(student.bert.encoder.layer)
+    for mine, source in zip(student.bert.encoder.layer, kept):
+        assert torch.equal(mine.output.dense.weight, full.encoder.layer[source].output.dense.weight)
+    assert torch.equal(student.bert.embeddings.word_embeddings.weight, full.embeddings.word_embeddings.weight)
+    assert not partial.exists() and not (tmp_path / "backbones" / name / "stale.bin").exists()
+
+
+def test_a_shallow_student_trains_exports_and_loads_as_a_plain_bert(task, tmp_path, monkeypatch):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TextClassificationPipeline
+
+    from helpers import models
+
+    monkeypatch.setattr(models, "CACHE", tmp_path / "backbones")
+    train, validation = split_validation(task.train, 0)
+    student = train_student(gold_rows(train, task.classes), validation, task.classes,
+                            replace(TINY, backbone="minilm-l3"), tmp_path / "work",
+                            progress=False)
+    out = export_model(student.model, student.tokenizer, student.log_history, {"task": "shop"}, tmp_path / "model")
+    assert sorted(os.listdir(out)) == sorted(MODEL_FILES)
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.num_hidden_layers == 3
+    pipe = TextClassificationPipeline(model=model, tokenizer=AutoTokenizer.from_pretrained(out), top_k=None)
+    answer = {d["label"]: d["score"] for d in pipe(["where is my parcel"])[0]}
+    assert answer["refund"] == pytest.approx(student.predict_proba(["where is my parcel"])[0][0], abs=1e-4)

@@ -260,3 +260,47 @@ def test_a_2000_word_text_fits_the_local_models_context(smollm2):
     assert len(suffix) < 1.6 * TEACHER_TEXT_WORDS and smollm2.prefix_ids.shape[1] + len(suffix) < window
     labels = smollm2.label([LONG], progress=False)
     assert labels.valid.all() and labels.probs.max() > 0.5  # scored, not the flat fallback
+
+
+# ---- the teacher's speed and size, as training-logs.json keeps them ---------------------------------
+
+class SlowTeacher(CountingTeacher):
+    """Answers like CountingTeacher, 50 ms per text: an LLM, scaled down."""
+
+    def predict(self, texts):
+        import time
+
+        time.sleep(0.05 * len(texts))
+        return super().predict(texts)
+
+
+def test_teacher_speed_asks_the_teacher_itself_and_stops_early_for_a_slow_one(task, monkeypatch, tmp_path):
+    from helpers import payoff
+
+    slow = SlowTeacher(task)
+    slow.label(TEXTS, cache_dir=tmp_path)  # cached answers must not make it look fast
+    asked = len(slow.asked)
+    monkeypatch.setattr(payoff, "SPEED_SECONDS", 0.12)
+    monkeypatch.setattr(payoff, "BATCH_SECONDS", 0.2)
+    speed = payoff.teacher_speed(slow, TEXTS)
+    assert 2 <= speed["timed_texts"] <= 4 < len(TEXTS)  # stopped once 0.12 s were spent
+    assert speed["batch"] in (3, 4)  # sized to take ~0.2 s at ~50 ms a text
+    assert len(slow.asked) - asked == speed["timed_texts"] + speed["batch"]
+    assert 45 <= speed["p50_ms"] <= speed["p95_ms"] < 500
+    assert 5 < speed["texts_per_second"] < 21 and speed["size_mb"] is None  # no weights here to measure
+
+
+@pytest.mark.slow
+def test_teacher_sizes_are_the_weights_a_user_keeps(task, smollm2):
+    from helpers.models import minilm_path, smollm2_gguf
+    from helpers.teachers.committee import CommitteeTeacher
+    from helpers.teachers.seed import SeedTeacher
+
+    seed = SeedTeacher(task)
+    minilm = sum(p.stat().st_size for p in minilm_path().rglob("*") if p.is_file()) / 1e6
+    assert seed.size_mb == pytest.approx(minilm) and 50 < minilm < 150
+    assert smollm2.size_mb == pytest.approx(smollm2_gguf().stat().st_size / 1e6)
+    committee = CommitteeTeacher(task, "local:smollm2-135m+seed", seed, smollm2, frozenset(task.train.index[:4]))
+    for weights, expected in (([1.0, 0.0], minilm), ([1.0, 0.5], minilm + smollm2.size_mb)):
+        committee.weights = np.array(weights)  # a member with weight 0 is never asked, so not needed
+        assert committee.size_mb == pytest.approx(expected)

@@ -83,6 +83,12 @@ class Teacher(ABC):
         """Cache key part: a changed prompt, model or seed rows invalidates old answers."""
         return f"{cache_spec(self.spec)}|{self.prompt_version}|seed={seed_fingerprint(self.task)}"
 
+    @property
+    def size_mb(self) -> float | None:
+        """Weights a user would keep to run this teacher, in MB; None when they live elsewhere
+        (a server, a hub) and nothing here can measure them."""
+        return None
+
     def refit(self, task: Task, held_out: frozenset[int] = frozenset()) -> Teacher:
         """The same teacher built on `task`'s seed rows; `held_out` rows may be scored, not learnt from.
 

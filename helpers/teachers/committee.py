@@ -70,6 +70,12 @@ class CommitteeTeacher(Teacher):
         return CommitteeTeacher(task, self.spec, seed.refit(task), llm.refit(task, rows), rows)
 
     @property
+    def size_mb(self) -> float | None:
+        """The members that are asked (weight > 0): a member with weight 0 never answers."""
+        sizes = [m.size_mb for m, w in zip(self.members, self.weights) if w > 0]
+        return None if None in sizes else sum(sizes)
+
+    @property
     def text_words(self) -> int | None:
         """The shortest window of the members that are asked (weight > 0)."""
         windows = [m.text_words for m, w in zip(self.members, self.weights) if w > 0 and m.text_words]

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.archive import folder_size_mb
 from helpers.device import resolve_device, teacher_batch_size, teacher_load_kwargs
 from helpers.limits import EXAMPLE_TEXT_WORDS, TEACHER_TEXT_WORDS
 from helpers.models import quiet_loading, set_threads, smollm2_gguf
@@ -126,8 +127,16 @@ class LocalLMTeacher(Teacher):
         self.text_words = TEACHER_TEXT_WORDS
         set_threads()
         self.tokenizer, self.model = load_causal_lm(name_or_path, gguf_file, self.device)
+        self.weights = Path(name_or_path) / gguf_file if gguf_file else Path(name_or_path)
         self.use_prefix_cache = use_prefix_cache
         self.prepare()
+
+    @property
+    def size_mb(self) -> float:
+        """The weights file or folder on disk; for a hub name, the loaded parameters' bytes."""
+        if self.weights.exists():
+            return folder_size_mb(self.weights)
+        return sum(p.numel() * p.element_size() for p in self.model.parameters()) / 1e6
 
     def prepare(self) -> None:
         """Everything built from the seed rows: neighbours, the cached prompt, the calibration prior."""

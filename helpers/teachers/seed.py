@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from helpers.archive import folder_size_mb
 from helpers.embeddings import embed
+from helpers.models import minilm_path
 from helpers.task import Task
 from helpers.teachers.base import Teacher
 
@@ -37,6 +39,11 @@ class SeedTeacher(Teacher):
         self.targets = [index[label] for label in task.train["label"]]
         self.vectors = embed(task.train["text"].tolist())
         self.model = fit_classifier(self.vectors, self.targets, len(task.classes))
+
+    @property
+    def size_mb(self) -> float:
+        """The sentence embedder on disk (the fitted classifier adds a few kB)."""
+        return folder_size_mb(minilm_path())
 
     def refit(self, task: Task, held_out: frozenset[int] = frozenset()) -> SeedTeacher:
         """A fresh classifier on `task`'s seed rows (every row is learnt from), of the same class."""
