@@ -39,6 +39,11 @@ def spread(grouped):
     return grouped.mean().round(3).astype(str) + " ± " + grouped.std().fillna(0).round(3).astype(str)
 
 
+def mean_std(values: pd.Series) -> str:
+    """'mean ± std' of one group's values (std 0 for a single seed)."""
+    return f"{values.mean():.3f} ± {values.std() if len(values) > 1 else 0:.3f}"
+
+
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std over seeds per task, teacher and guard; how often the kept model lost to base."""
     metrics = ["teacher_acc", "tfidf_acc", "base_acc", "tuned_acc", "kept_acc", "tuned_f1", "p50_ms", "total_s"]
@@ -124,6 +129,31 @@ def serving_table(root: Path) -> str:
                       stats.reset_index().round(1).to_markdown(index=False)])
 
 
+def small_students_table(root: Path) -> str:
+    """6-, 4- and 3-layer students per task (benchmarks/small_students.py): accuracy over seeds, int8
+    agreement, training time; then the int8 and fp32 timings of the seed-0 banking models."""
+    path = root / "benchmarks" / "results" / "small-students" / "small-students.json"
+    if not path.exists():
+        return "Not run yet: `python benchmarks/small_students.py --seeds 0 1 2`, then `--seeds --time`."
+    record = json.loads(path.read_text())
+    runs = pd.DataFrame([{**r, **{f"int8_{k}": v for k, v in r["int8"].items()}} for r in record["runs"]])
+    stats = runs.groupby(["task", "backbone"], sort=False).agg(
+        seeds=("seed", "nunique"), teacher_acc=("teacher_acc", "mean"), base_acc=("base_acc", mean_std),
+        kept_acc=("kept_acc", mean_std), int8_same_class=("int8_same_class", "min"),
+        int8_acc_diff_points=("int8_acc_diff_points", "mean"), train_s=("train_s", "mean"))
+    parts = [f"Teacher `{runs['teacher'].iloc[0]}`, {runs['max_unlabelled'].iloc[0]} unlabelled rows; "
+             "`int8_same_class` is the lowest over seeds.", "", stats.reset_index().round(3).to_markdown(index=False)]
+    if record.get("timings"):
+        timings = pd.DataFrame(record["timings"]).groupby(["backbone", "backend", "where", "texts"], sort=False).agg(
+            p50_ms=("p50_ms", "median"), p50_min=("p50_ms", "min"), p50_max=("p50_ms", "max"),
+            p95_ms=("p95_ms", "median"), texts_per_s_b32=("texts_per_second", "median"),
+            tps_min=("texts_per_second", "min"), tps_max=("texts_per_second", "max"),
+            size_mb=("size_mb", "first"), load_max=("load_after", "max"))
+        parts += ["", f"Timed from {record['timed']}, {pd.DataFrame(record['timings'])['run'].nunique()} runs "
+                  "(median, min-max):", "", timings.reset_index().round(1).to_markdown(index=False)]
+    return "\n".join(parts)
+
+
 def http_concurrency_table(root: Path) -> str:
     """HTTP teacher texts/s at 1, 4 and 8 requests in flight (benchmarks/http_concurrency.py)."""
     path = root / "benchmarks" / "results" / "http" / "http-concurrency.json"  # apart from the run records
@@ -148,6 +178,7 @@ def render(records: list[dict], machine: str, root: Path = Path(__file__).resolv
         f"![accuracy]({PLOT})", "", "## Teachers on the test sets", "", teacher_table(root), "",
         "## Long texts: how much the student reads", "", long_text_table(root), "",
         "## Serving: fp32 PyTorch against int8 ONNX", "", serving_table(root), "",
+        "## Smaller students: 6, 4 and 3 layers", "", small_students_table(root), "",
         "## HTTP teacher concurrency", "", http_concurrency_table(root), "",
         "## Every run", "", frame.to_markdown(index=False), "",
         "## Retired: the short-text versions of data-ecommerce and data-mental-health", "",

@@ -73,7 +73,7 @@ def add_distill(commands) -> None:
     distill = commands.add_parser("distill", help="teacher -> student on one task, export model/")
     distill.add_argument("--task", required=True, help="task folder")
     distill.add_argument("--teacher", default=DEFAULT_TEACHER, help=f"teacher spec (default {DEFAULT_TEACHER})")
-    distill.add_argument("--backbone", default="minilm", help="student backbone: minilm or an HF name/path")
+    distill.add_argument("--backbone", default="minilm", help="minilm, minilm-l4, minilm-l3 or an HF name/path")
     distill.add_argument("--out", default="model", help="output folder (replaced atomically)")
     distill.add_argument("--max-unlabelled", type=positive_int, default=None,
                          help="label at most N unlabelled rows (default: all)")
