@@ -106,6 +106,15 @@ def retired_table(root: Path) -> str:
     return summary(pd.DataFrame([flatten(r) for r in records])).to_markdown(index=False) if records else "None."
 
 
+def timing_stats(timings: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Median and range over runs of each timing (`serving.time_backend` rows), with the load seen."""
+    return timings.groupby(keys, sort=False).agg(
+        p50_ms=("p50_ms", "median"), p50_min=("p50_ms", "min"), p50_max=("p50_ms", "max"),
+        p95_ms=("p95_ms", "median"), texts_per_s_b32=("texts_per_second", "median"),
+        tps_min=("texts_per_second", "min"), tps_max=("texts_per_second", "max"),
+        size_mb=("size_mb", "first"), load_min=("load_before", "min"), load_max=("load_after", "max"))
+
+
 def serving_table(root: Path) -> str:
     """fp32 against int8 serving (benchmarks/serving.py): agreement per task, then the median and
     range over the runs of every timing, with the load average seen around it."""
@@ -117,11 +126,7 @@ def serving_table(root: Path) -> str:
     if not record["timings"]:
         return tasks.round(3).to_markdown(index=False)
     timings = pd.DataFrame(record["timings"])
-    stats = timings.groupby(["texts", "where", "backend"], sort=False).agg(
-        p50_ms=("p50_ms", "median"), p50_min=("p50_ms", "min"), p50_max=("p50_ms", "max"),
-        p95_ms=("p95_ms", "median"), texts_per_s_b32=("texts_per_second", "median"),
-        tps_min=("texts_per_second", "min"), tps_max=("texts_per_second", "max"),
-        size_mb=("size_mb", "first"), load_min=("load_before", "min"), load_max=("load_after", "max"))
+    stats = timing_stats(timings, ["texts", "where", "backend"])
     runs = timings["run"].nunique()
     return "\n".join([tasks.round(3).to_markdown(index=False), "",
                       f"Timed: `{record.get('timed_model', '?')}`, {runs} runs from {record['started']} "
@@ -144,11 +149,7 @@ def small_students_table(root: Path) -> str:
     parts = [f"Teacher `{runs['teacher'].iloc[0]}`, {runs['max_unlabelled'].iloc[0]} unlabelled rows; "
              "`int8_same_class` is the lowest over seeds.", "", stats.reset_index().round(3).to_markdown(index=False)]
     if record.get("timings"):
-        timings = pd.DataFrame(record["timings"]).groupby(["backbone", "backend", "where", "texts"], sort=False).agg(
-            p50_ms=("p50_ms", "median"), p50_min=("p50_ms", "min"), p50_max=("p50_ms", "max"),
-            p95_ms=("p95_ms", "median"), texts_per_s_b32=("texts_per_second", "median"),
-            tps_min=("texts_per_second", "min"), tps_max=("texts_per_second", "max"),
-            size_mb=("size_mb", "first"), load_max=("load_after", "max"))
+        timings = timing_stats(pd.DataFrame(record["timings"]), ["backbone", "backend", "where", "texts"])
         parts += ["", f"Timed from {record['timed']}, {pd.DataFrame(record['timings'])['run'].nunique()} runs "
                   "(median, min-max):", "", timings.reset_index().round(1).to_markdown(index=False)]
     return "\n".join(parts)

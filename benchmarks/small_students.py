@@ -54,7 +54,7 @@ def one_run(task: str, backbone: str, seed: int, teacher: str, max_unlabelled: i
 
 
 def time_models(record: dict, runs: int, requests: int) -> None:
-    """int8 and fp32 timings of every kept seed-0 model, appended to ``record["timings"]``."""
+    """int8 and fp32 timings of the kept seed-0 banking models (one per backbone), appended to ``record["timings"]``."""
     sets = {"short (banking)": serving.texts_of(ROOT / "data-banking-routing" / "test.csv"),
             "~300 words": serving.long_texts()}
     record["timings"], record["timed"] = [], time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())

@@ -127,15 +127,15 @@ class LocalLMTeacher(Teacher):
         self.text_words = TEACHER_TEXT_WORDS
         set_threads()
         self.tokenizer, self.model = load_causal_lm(name_or_path, gguf_file, self.device)
-        self.weights = Path(name_or_path) / gguf_file if gguf_file else Path(name_or_path)
+        self.weights_path = Path(name_or_path) / gguf_file if gguf_file else Path(name_or_path)
         self.use_prefix_cache = use_prefix_cache
         self.prepare()
 
     @property
     def size_mb(self) -> float:
         """The weights file or folder on disk; for a hub name, the loaded parameters' bytes."""
-        if self.weights.exists():
-            return folder_size_mb(self.weights)
+        if self.weights_path.exists():
+            return folder_size_mb(self.weights_path)
         return sum(p.numel() * p.element_size() for p in self.model.parameters()) / 1e6
 
     def prepare(self) -> None:
