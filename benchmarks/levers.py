@@ -95,13 +95,16 @@ def probes(seed: int, k: int, unlabelled: int) -> dict:
     """Linear probes on frozen features, before any fine-tuning: how much each head input already holds.
 
     Mean-pooled embeddings are what the seed teacher reads; the pooler output is what
-    BertForSequenceClassification's head reads.
+    BertForSequenceClassification's head reads, fresh and after `align_pooler` on the
+    training texts (no labels).
     """
+    import copy
+
     from sklearn.linear_model import LogisticRegression
 
     from helpers.embeddings import embed
     from helpers.student import load_student
-    from helpers.warmstart import pooled_features
+    from helpers.warmstart import align_pooler, pooled_features
 
     with tempfile.TemporaryDirectory(prefix="levers-") as tmp:
         task, truth = k_shot_task(Path(tmp), k, unlabelled)
@@ -111,15 +114,19 @@ def probes(seed: int, k: int, unlabelled: int) -> dict:
             "gold+truth": (train["text"].tolist() + texts,
                            train["label"].tolist() + [truth[normalise(t)] for t in texts])}
     tokenizer, model = load_student("minilm", task.classes)
+    aligned = copy.deepcopy(model)
+    cosine = align_pooler(aligned, tokenizer, sets["gold+truth"][0], 128, seed=seed)
     featurise = {"mean_pooled": lambda x: embed(x),
-                 "pooler": lambda x: pooled_features(model, tokenizer, x, 128).numpy()}
+                 "pooler": lambda x: pooled_features(model, tokenizer, x, 128).numpy(),
+                 "aligned_pooler": lambda x: pooled_features(aligned, tokenizer, x, 128).numpy()}
     found = {}
     for feature, fn in featurise.items():
         test = fn(task.test["text"].tolist())
         for name, (x, y) in sets.items():
             probe = LogisticRegression(C=10.0, max_iter=2000).fit(fn(x), y)
             found[f"{feature}/{name}"] = round(float(probe.score(test, task.test["label"])), 4)
-    return {"name": "probes", "seed": seed, "k": k, "dev_test_rows": len(task.test), "dev_accuracy": found}
+    return {"name": "probes", "seed": seed, "k": k, "dev_test_rows": len(task.test), "dev_accuracy": found,
+            "align_cosine": round(cosine, 4)}
 
 
 def main() -> None:

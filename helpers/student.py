@@ -52,7 +52,7 @@ class StudentConfig:
     seed: int = 0
     device: str = "auto"  # auto: cuda, then mps, else cpu (helpers/device.py)
     warm_start: str = "none"  # see helpers/warmstart.py: "none", "probe" or "align+probe"
-    align_steps: int = 200
+    align_epochs: int = 3
 
     def floor_steps(self, n_classes: int) -> int:
         """Updates before early stopping may end training: `min_steps`, and enough for
@@ -276,7 +276,7 @@ def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[st
     set_seed(config.seed, deterministic=True)
     tokenizer, model = load_student(config.backbone, classes, config.max_length)
     warmed = {} if checkpoint else warm_start(model, tokenizer, rows, config.warm_start, config.max_length,
-                                               config.align_steps, config.seed)
+                                               config.align_epochs, config.seed)
     trainer = DistillationTrainer(
         model=model, args=training_arguments(config, len(rows), len(classes), work_dir),
         train_dataset=to_dataset(rows, tokenizer, config.max_length),

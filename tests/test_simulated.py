@@ -90,8 +90,13 @@ def test_aligning_the_pooler_turns_it_towards_the_mean_pooled_embedding(student)
         return float(torch.nn.functional.cosine_similarity(pooled, torch.from_numpy(embed(texts))).mean())
 
     before = cosine()
-    align_pooler(model, tokenizer, texts, max_length=32, steps=15, batch_size=6, learning_rate=1e-4)
+    lower = [p.clone() for p in model.bert.encoder.layer[0].parameters()]
+    top = [p.clone() for p in model.bert.encoder.layer[-1].parameters()]
+    align_pooler(model, tokenizer, texts, max_length=32, epochs=10, batch_size=4)
     assert cosine() > max(before + 0.2, 0.6)
+    # only the top layer and the pooler learn: the lower layers' states were computed once
+    assert all(torch.equal(a, b) for a, b in zip(lower, model.bert.encoder.layer[0].parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(top, model.bert.encoder.layer[-1].parameters()))
 
 
 def test_an_unknown_warm_start_is_refused(student):
