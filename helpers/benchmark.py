@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from helpers.evaluate import Evaluation, evaluate_predictions
-from helpers.student import StudentConfig
+from helpers.recipes import DEFAULT_RECIPE, StudentConfig
 from helpers.task import Task
 
 
@@ -43,12 +43,14 @@ def scores(evaluation: Evaluation) -> dict:
 
 
 def run_benchmark(task_dir: str | Path, teacher_spec: str, backbone: str = "minilm", seed: int = 0,
-                  max_unlabelled: int | None = None, epochs: int | None = None, guard_folds: int = 1) -> dict:
-    """Full pipeline on one task; returns the benchmark record (see BENCHMARKS.md)."""
+                  max_unlabelled: int | None = None, epochs: int | None = None, guard_folds: int = 1,
+                  recipe: str = DEFAULT_RECIPE) -> dict:
+    """Full pipeline on one task with the named training recipe; returns the benchmark record
+    (see BENCHMARKS.md)."""
     from helpers.deploy import measure_latency
     from helpers.pipeline import run
 
-    config = StudentConfig(backbone=backbone, seed=seed, **({"epochs": epochs} if epochs else {}))
+    config = StudentConfig.recipe(recipe, backbone=backbone, seed=seed, epochs=epochs)
     with tempfile.TemporaryDirectory() as tmp:
         report = run(task_dir, teacher_spec, Path(tmp) / "model", config, max_unlabelled,
                      cache_dir=Path(tmp) / "cache", progress=False, guard_folds=guard_folds)
@@ -58,7 +60,7 @@ def run_benchmark(task_dir: str | Path, teacher_spec: str, backbone: str = "mini
     teacher, base = report.evaluations[0], report.evaluations[1]
     tuned = report.evaluations[2] if len(report.evaluations) > 2 else base
     return {
-        "task": report.task.name, "n_test": len(report.task.test), "seed": seed,
+        "task": report.task.name, "n_test": len(report.task.test), "seed": seed, "recipe": recipe,
         "teacher": {"spec": teacher_spec, **scores(teacher),
                     "texts_per_s": round(1 / teacher.seconds_per_text, 2) if teacher.seconds_per_text else None},
         "student_base": scores(base),

@@ -27,14 +27,15 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from helpers.pipeline import run
     from helpers.student import StudentConfig
 
-    config = StudentConfig(backbone=args.backbone, seed=args.seed, device=resolve_device(args.device),
-                           **({"epochs": args.epochs} if args.epochs else {}))
+    config = StudentConfig.recipe(args.recipe, backbone=args.backbone, seed=args.seed,
+                                  device=resolve_device(args.device), epochs=args.epochs)
     if args.test_mode:  # a CI smoke run (as rasbt's --test_mode): every stage, 10 steps per student, not a model
         config = replace(config, epochs=1).with_floor(10)
     work_dir = args.work_dir or Path(".cache/runs") / Path(args.task).resolve().name
     report = run(args.task, args.teacher, args.out, config, args.max_unlabelled, args.cache,
                  teacher_budget=args.teacher_budget, synthetic_per_class=args.synthetic_per_class,
-                 work_dir=work_dir, resume=args.resume, guard_folds=args.guard_folds)
+                 work_dir=work_dir, resume=args.resume, guard_folds=args.guard_folds,
+                 search_trials=args.search_trials)
     if is_main_process():  # under torchrun every process has the same report; one copy is enough
         print(report.text())
     return 0
@@ -48,7 +49,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from helpers.benchmark import run_benchmark
 
     record = run_benchmark(args.task, args.teacher, args.backbone, args.seed, args.max_unlabelled, args.epochs,
-                           args.guard_folds)
+                           args.guard_folds, args.recipe)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(record, indent=2))
     print(json.dumps(record, indent=2))
@@ -77,7 +78,8 @@ def add_distill(commands) -> None:
     distill.add_argument("--out", default="model", help="output folder (replaced atomically)")
     distill.add_argument("--max-unlabelled", type=positive_int, default=None,
                          help="label at most N unlabelled rows (default: all)")
-    distill.add_argument("--epochs", type=positive_int, default=None, help="training epochs")
+    distill.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the recipe's)")
+    add_recipe(distill)
     distill.add_argument("--teacher-budget", type=positive_int, default=None,
                          help="ask the teacher about at most N rows, those the seed-only student is least sure of")
     distill.add_argument("--synthetic-per-class", type=int, default=0,
@@ -87,6 +89,9 @@ def add_distill(commands) -> None:
     distill.add_argument("--work-dir", default=None,
                          help="training checkpoints folder (default .cache/runs/<task folder name>)")
     add_guard_folds(distill)
+    distill.add_argument("--search-trials", type=non_negative_int, default=0, metavar="N",
+                         help="Optuna trials over student-tuned's learning rate, epochs and temperature, scored on "
+                              "held-out seed rows (never test); each is one more training (default 0: off)")
     distill.add_argument("--resume", action="store_true",
                          help="continue a killed run from its last checkpoint in --work-dir")
     distill.add_argument("--device", default="auto", type=str.lower, choices=DEVICES,
@@ -105,9 +110,17 @@ def add_benchmark(commands) -> None:
     bench.add_argument("--seed", type=int, default=0, help="random seed")
     bench.add_argument("--max-unlabelled", type=positive_int, default=None, help="cap on unlabelled rows")
     bench.add_argument("--epochs", type=positive_int, default=None, help="training epochs")
+    add_recipe(bench)
     add_guard_folds(bench)
     bench.add_argument("--json", required=True, help="where to write the JSON record")
     bench.set_defaults(func=cmd_benchmark)
+
+
+def add_recipe(parser: argparse.ArgumentParser) -> None:
+    from helpers.recipes import DEFAULT_RECIPE, RECIPES
+
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE,
+                        help=f"training recipe, see helpers/recipes.py (default {DEFAULT_RECIPE})")
 
 
 def add_guard_folds(parser: argparse.ArgumentParser) -> None:
@@ -116,15 +129,20 @@ def add_guard_folds(parser: argparse.ArgumentParser) -> None:
                              "a tie adds folds up to 3 by itself)")
 
 
-def positive_int(value: str) -> int:
+def positive_int(value: str, least: int = 1) -> int:
     """argparse type with a readable error for 0, negatives and words."""
     try:
         number = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {number}")
+    if number < least:
+        raise argparse.ArgumentTypeError(f"expected a number >= {least}, got {number}")
     return number
+
+
+def non_negative_int(value: str) -> int:
+    """argparse type for a count where 0 means off (the same readable errors as `positive_int`)."""
+    return positive_int(value, least=0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ The recipe, in order:
 3. let the teacher, rebuilt without the validation rows, label the unstructured
    corpus (leaked rows removed, labels capped per class so a biased teacher cannot
    flood one class);
-4. train student-tuned on gold + teacher rows;
+4. train student-tuned on gold + teacher rows (its recipe first searched, if asked: helpers/search.py);
 5. keep student-tuned only if it beats student-base on held-out seed rows (a tie
    adds folds, then keeps student-base): a weak teacher never makes the user's
    model worse;
@@ -20,7 +20,7 @@ import math
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -176,17 +176,21 @@ class Recipe:
     resume: bool = False
     synthetic_per_class: int = 0
     refit: bool = True
+    tuned: StudentConfig | None = None  # student-tuned's own recipe (helpers/search.py); None: `config`
+    corpus: list[str] = field(default_factory=list)  # unlabelled texts, for label-free warm starts
 
     def train(self, rows: pd.DataFrame, validation: pd.DataFrame, name: str) -> TrainedStudent:
         """One student, checkpointed under work/name (its plan printed above Trainer's table)."""
         if self.progress:
             print(training_plan(name, self.config, len(rows), len(self.task.classes)))
         return train_student(rows, validation, self.task.classes, self.config, self.work / name,
-                             self.progress, self.resume)
+                             self.progress, self.resume, self.corpus)
 
     def train_tuned(self, teacher: Teacher, texts: list[str], rows: pd.DataFrame, validation: pd.DataFrame,
                     name: str) -> tuple[TrainedStudent, TeacherLabels, dict]:
         """A student-tuned: the gold `rows` plus what `teacher` says of `texts` (see `teach`)."""
+        if self.tuned is not None:
+            return replace(self, config=self.tuned, tuned=None).train_tuned(teacher, texts, rows, validation, name)
         taught, labels, stats = self.teach(teacher, texts)
         return self.train(pd.concat([rows, taught], ignore_index=True), validation, name), labels, stats
 
@@ -243,7 +247,8 @@ def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = 
             max_unlabelled: int | None = None, cache_dir: str | Path | None = None,
             work_dir: str | Path | None = None, progress: bool = True,
             teacher_budget: int | None = None, synthetic_per_class: int = 0,
-            resume: bool = False, guard_folds: int = 1, refit: bool = True) -> DistillResult:
+            resume: bool = False, guard_folds: int = 1, refit: bool = True, search_trials: int = 0
+            ) -> DistillResult:
     """Run the whole recipe (see module docstring) and return both students.
 
     The student-tuned the guard judges learns from `teacher.without(validation rows)`:
@@ -265,15 +270,18 @@ def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = 
             verdict). A tie adds folds up to TIE_FOLDS; a tie after that keeps student-base.
         refit: When the guard keeps student-tuned, train it again from the teacher
             fit on every seed row (see `run_recipe`); False delivers the judged model.
+        search_trials: Optuna trials over student-tuned's learning rate, epochs and temperature,
+            scored on held-out seed rows (helpers/search.py); 0: off. student-base keeps `config`.
     """
-    if guard_folds < 1:
-        raise ValueError(f"guard_folds must be 1 or more, got {guard_folds}")
+    if guard_folds < 1 or search_trials < 0:
+        raise ValueError(f"guard_folds must be 1 or more (got {guard_folds}) and search_trials 0 or more "
+                         f"(got {search_trials})")
     if work_dir is None and resume:
         raise ValueError("resume needs the work_dir where the interrupted run saved its checkpoints")
     with working_folder(work_dir) as work:
         recipe = Recipe(task, config or StudentConfig(), work, cache_dir, progress, resume, synthetic_per_class,
                         refit)
-        return run_recipe(recipe, teacher, max_unlabelled, teacher_budget, guard_folds)
+        return run_recipe(recipe, teacher, max_unlabelled, teacher_budget, guard_folds, search_trials)
 
 
 @contextmanager
@@ -287,17 +295,25 @@ def working_folder(work_dir: str | Path | None) -> Iterator[Path]:
 
 
 def run_recipe(recipe: Recipe, teacher: Teacher | None, max_unlabelled: int | None,
-               teacher_budget: int | None, guard_folds: int) -> DistillResult:
+               teacher_budget: int | None, guard_folds: int, search_trials: int = 0) -> DistillResult:
     """The steps of the module docstring (see `distill`)."""
     task, seed = recipe.task, recipe.config.seed
     train, validation = split_validation(task.train, seed)
     seed_rows = gold_rows(train, task.classes)
-    base = recipe.train(seed_rows, validation, "base")
     texts, leaked = drop_test_leaks(sample_unlabelled(task, max_unlabelled, seed), task.test["text"].tolist())
+    recipe.corpus = texts
+    base = recipe.train(seed_rows, validation, "base")
     texts = least_certain(base, texts, teacher_budget)
     stats = {"seed_rows": len(train), "validation_rows": len(validation), "dropped_test_leaks": leaked}
     if teacher is None or not texts:
         return DistillResult(base, None, "student-base", None, texts, stats)
+    if search_trials:
+        from helpers.search import search_recipe
+
+        # scored on a fold the guard never pools, so the guard's verdict stays unbiased
+        tuned_config, stats["search"] = search_recipe(recipe, teacher, texts, search_trials,
+                                                      fold=max(guard_folds, TIE_FOLDS))
+        recipe = replace(recipe, tuned=tuned_config)
     tuned, labels, found = recipe.train_tuned(teacher.without(validation.index), texts, seed_rows, validation,
                                               "tuned")
     stats.update(found, teacher_seed_rows=len(train))

@@ -26,8 +26,12 @@ def training_plan(name: str, config, n_rows: int, n_classes: int) -> str:
              f"{epochs} epochs of {steps_per_epoch} steps" if epochs > config.epochs else "")
     name = {"base": "student-base", "tuned": "student-tuned (the one the guard judges)",
             "tuned-refit": "student-tuned again, taught by the teacher that saw every seed row"
-            }.get(name, f"guard check {name}")
-    return (f"Training {name}: {n_rows} training rows, {epochs} epochs{floor}. Early stopping may end it sooner. "
+            }.get(name, name.replace("search/", "recipe search ") if name.startswith("search/")
+                  else f"guard check {name}")
+    warm = {"probe": " Its head starts from a linear probe on the pooler.",
+            "align+probe": " First the pooler is aligned to the sentence embedding (no labels needed), then the "
+                           "head starts from a linear probe on it."}.get(config.warm_start, "")
+    return (f"Training {name}: {n_rows} training rows, {epochs} epochs{floor}.{warm} Early stopping may end it sooner. "
             "Score = validation accuracy - 0.001 x validation loss, the tie-breaker that picks the best "
             "checkpoint.")
 

@@ -90,10 +90,13 @@ def run(task_dir: str | Path, teacher_spec: str, out_dir: str | Path | None = "m
         config: StudentConfig | None = None, max_unlabelled: int | None = None,
         cache_dir: str | Path | None = ".cache/teacher", progress: bool = True,
         teacher_budget: int | None = None, synthetic_per_class: int = 0,
-        work_dir: str | Path | None = None, resume: bool = False, guard_folds: int = 1) -> RunReport:
+        work_dir: str | Path | None = None, resume: bool = False, guard_folds: int = 1,
+        search_trials: int = 0) -> RunReport:
     """Validate, evaluate the teacher, distil, evaluate everyone on test, export.
 
-    `work_dir` keeps training checkpoints so that ``resume`` can continue a killed run.
+    `work_dir` keeps training checkpoints so that ``resume`` can continue a killed run;
+    `search_trials` > 0 searches student-tuned's recipe first (see `distill`), and the
+    search's summary reaches training-logs.json with the other stats (``data.search``).
     """
     start = time.perf_counter()
     config = config or StudentConfig()
@@ -102,7 +105,7 @@ def run(task_dir: str | Path, teacher_spec: str, out_dir: str | Path | None = "m
     teacher_report = evaluate_teacher(task, teacher, cache_dir, progress)
     result = distill(task, teacher, config, max_unlabelled, cache_dir, progress=progress,
                      teacher_budget=teacher_budget, synthetic_per_class=synthetic_per_class,
-                     work_dir=work_dir, resume=resume, guard_folds=guard_folds)
+                     work_dir=work_dir, resume=resume, guard_folds=guard_folds, search_trials=search_trials)
     evaluations = [teacher_report.teacher, evaluate_student("student-base", result.student_base, task)]
     if result.student_tuned is not None:
         evaluations.append(evaluate_student("student-tuned", result.student_tuned, task))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,48 +31,10 @@ from helpers.checkpoints import claim_work_dir, fingerprint
 from helpers.device import per_process_batch, resolve_device, trainer_device_args
 from helpers.limits import MAX_TOKENS
 from helpers.models import quiet_loading, resolve_backbone, set_threads
+from helpers.recipes import StudentConfig
 from helpers.warmstart import warm_start
 
 EVAL_EVERY_MIN_STEPS = 10
-
-
-@dataclass
-class StudentConfig:
-    """Training recipe; the same for student-base and student-tuned."""
-
-    backbone: str = "minilm"
-    epochs: int = 5
-    min_steps: int = 150
-    min_examples_per_class: int = 150
-    learning_rate: float = 1e-4
-    batch_size: int = 8
-    max_length: int = MAX_TOKENS
-    temperature: float = 2.0
-    patience: int = 4
-    seed: int = 0
-    device: str = "auto"  # auto: cuda, then mps, else cpu (helpers/device.py)
-    warm_start: str = "none"  # see helpers/warmstart.py: "none", "probe" or "align+probe"
-    align_epochs: int = 3
-
-    def floor_steps(self, n_classes: int) -> int:
-        """Updates before early stopping may end training: `min_steps`, and enough for
-        each class to come round about `min_examples_per_class` times.
-
-        A fresh head must learn one direction per class. On BANKING77 (77 classes,
-        10 rows each) five epochs were 5 steps per class and student-base reached
-        0.53 on a dev split of BANKING77's train set; 15 epochs gave 0.79. With up
-        to 8 classes the second term is below 150 and changes nothing.
-        """
-        return max(self.min_steps, math.ceil(self.min_examples_per_class * n_classes / self.batch_size))
-
-    def with_floor(self, min_steps: int | None) -> StudentConfig:
-        """The notebook's MIN_STEPS: None keeps the recipe's floor; a number replaces both of
-        its terms, for a quick run (tests, a first look) whose accuracy means little."""
-        if min_steps is None:
-            return self
-        if min_steps < 1:
-            raise ValueError(f"MIN_STEPS must be 1 or more (or None for the recipe's floor), got {min_steps}")
-        return replace(self, min_steps=min_steps, min_examples_per_class=0)
 
 
 def load_student(backbone: str, classes: list[str], window: int = MAX_TOKENS):
@@ -263,11 +225,13 @@ class TrainedStudent:
 
 def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[str],
                   config: StudentConfig, work_dir: Path, progress: bool = True,
-                  resume: bool = False) -> TrainedStudent:
+                  resume: bool = False, align_texts: list[str] = ()) -> TrainedStudent:
     """Fine-tune a fresh student on training rows; keep the best validation epoch.
 
     Checkpoints (weights, optimizer, scheduler and random state) go to `work_dir`;
     with ``resume`` a run killed part-way continues from its last checkpoint.
+    `align_texts` (unlabelled, never the validation or test rows) also feed the
+    warm start's label-free alignment.
     """
     work_dir = Path(work_dir)
     checkpoint = claim_work_dir(work_dir, fingerprint(rows, validation, classes, config), resume,
@@ -276,7 +240,8 @@ def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[st
     set_seed(config.seed, deterministic=True)
     tokenizer, model = load_student(config.backbone, classes, config.max_length)
     warmed = {} if checkpoint else warm_start(model, tokenizer, rows, config.warm_start, config.max_length,
-                                               config.align_epochs, config.seed)
+                                               config.align_epochs, config.seed, align_texts,
+                                               config.align_min_steps)
     trainer = DistillationTrainer(
         model=model, args=training_arguments(config, len(rows), len(classes), work_dir),
         train_dataset=to_dataset(rows, tokenizer, config.max_length),

@@ -44,3 +44,27 @@ def test_bad_task_and_teacher_fail_without_traceback(tmp_path):
     spec = cli("distill", "--task", str(make_task(tmp_path / "data-t")), "--teacher", "gpt5")
     assert spec.returncode == 2 and "unknown teacher spec 'gpt5'" in spec.stderr
     assert "Traceback" not in spec.stderr
+
+
+def test_the_recipe_flag_reaches_the_students_config_and_epochs_override_it(tmp_path, monkeypatch, capsys):
+    import helpers.pipeline
+    from helpers.cli import main
+    from helpers.recipes import DEFAULT_RECIPE, StudentConfig
+
+    class Report:
+        def text(self) -> str:
+            return "report"
+
+    seen = {}
+    monkeypatch.setattr(helpers.pipeline, "run", lambda task, teacher, out, config, *a, **k: seen.update(
+        config=config) or Report())
+    task = str(make_task(tmp_path / "data-t"))
+    assert main(["distill", "--task", task, "--teacher", "seed"]) == 0
+    assert seen["config"].warm_start == StudentConfig.recipe(DEFAULT_RECIPE).warm_start
+    assert main(["distill", "--task", task, "--teacher", "seed", "--recipe", "lpft", "--epochs", "3"]) == 0
+    assert (seen["config"].warm_start, seen["config"].learning_rate, seen["config"].epochs) == ("align+probe", 3e-5, 3)
+    assert main(["distill", "--task", task, "--teacher", "seed", "--recipe", "v3"]) == 0
+    assert (seen["config"].warm_start, seen["config"].epochs) == ("none", 5)
+    with pytest.raises(SystemExit) as stopped:
+        main(["distill", "--task", task, "--recipe", "v9"])
+    assert stopped.value.code == 2 and "invalid choice: 'v9'" in capsys.readouterr().err

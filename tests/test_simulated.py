@@ -105,3 +105,29 @@ def test_an_unknown_warm_start_is_refused(student):
     tokenizer, model, rows = student
     with pytest.raises(ValueError, match="warm start must be one of"):
         warm_start(model, tokenizer, rows, "linear", 32, 0, 0)
+
+
+def test_a_student_without_a_bert_pooler_gets_a_clear_error_not_an_attribute_error():
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from helpers.warmstart import align_pooler, head_input
+
+    decoder = GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_embd=8, n_head=2, num_labels=3))
+    with pytest.raises(ValueError, match="BERT student with a pooler.*GPT2ForSequenceClassification"):
+        head_input(decoder, {})
+    with pytest.raises(ValueError, match="warm_start='none'"):
+        align_pooler(decoder, tokenizer=None, texts=["a text"], max_length=8)
+
+
+def test_a_named_recipe_sets_its_fields_and_keeps_overrides():
+    from helpers.recipes import DEFAULT_RECIPE, RECIPES, StudentConfig
+
+    lpft = StudentConfig.recipe("lpft", seed=3, epochs=None)
+    assert (lpft.warm_start, lpft.learning_rate, lpft.epochs, lpft.seed) == ("align+probe", 3e-5, 2, 3)
+    assert StudentConfig.recipe("lpft", epochs=4).epochs == 4
+    assert StudentConfig.recipe(DEFAULT_RECIPE) == StudentConfig()  # the dataclass holds the default recipe
+    assert all(recipe.keys() == RECIPES["v3"].keys() for recipe in RECIPES.values())  # each sets every lever
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        StudentConfig.recipe("v9")
+    with pytest.raises(ValueError, match="unknown recipe setting"):
+        StudentConfig.recipe("lpft", learning_rat=1e-3)

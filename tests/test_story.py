@@ -70,10 +70,12 @@ def test_payoff_compares_sizes_and_speeds():
 def test_training_plan_explains_epochs_beyond_epochs():
     from helpers.student import StudentConfig
 
-    line = explain.training_plan("base", StudentConfig(epochs=5), 16, 4)
+    line = explain.training_plan("base", StudentConfig.recipe("v3", epochs=5), 16, 4)
     assert line.startswith("Training student-base: 16 training rows, 75 epochs; at least 150 steps")
-    assert "Score =" in line
-    assert "steps so" not in explain.training_plan("tuned", StudentConfig(epochs=5), 2000, 4)
+    assert "Score =" in line and "probe" not in line
+    assert "steps so" not in explain.training_plan("tuned", StudentConfig.recipe("v3", epochs=5), 2000, 4)
+    warm = explain.training_plan("base", StudentConfig.recipe("lpft"), 16, 4)
+    assert warm.startswith("Training student-base: 16 training rows, 2 epochs. First the pooler is aligned")
 
 
 def model_with_logs(root: Path, task: str, folder: str | None = None) -> Path:

@@ -277,8 +277,8 @@ def test_teacher_budget_asks_about_the_least_certain_texts():
 
 
 def test_training_floor_grows_with_the_number_of_classes(tmp_path):
-    """Few classes keep the 150-step floor; 77 classes get enough steps for each to come round."""
-    config = StudentConfig()
+    """Few classes keep v3's 150-step floor; 77 classes get enough steps for each to come round."""
+    config = StudentConfig.recipe("v3")
     assert config.floor_steps(2) == config.floor_steps(8) == 150
     assert config.floor_steps(77) == 1444  # ceil(150 * 77 / 8)
     many = training_arguments(config, n_rows=616, n_classes=77, output_dir=tmp_path)
@@ -289,7 +289,7 @@ def test_training_floor_grows_with_the_number_of_classes(tmp_path):
 
 def test_min_steps_replaces_the_whole_floor_and_none_keeps_it():
     """The notebook's MIN_STEPS: a quick run really is quick even with many classes."""
-    config = StudentConfig()
+    config = StudentConfig.recipe("v3")
     assert config.with_floor(None) is config
     quick = config.with_floor(20)
     assert quick.floor_steps(77) == quick.floor_steps(2) == 20 and quick.epochs == config.epochs
@@ -410,3 +410,58 @@ def test_a_shallow_student_trains_exports_and_loads_as_a_plain_bert(task, tmp_pa
     pipe = TextClassificationPipeline(model=model, tokenizer=AutoTokenizer.from_pretrained(out), top_k=None)
     answer = {d["label"]: d["score"] for d in pipe(["where is my parcel"])[0]}
     assert answer["refund"] == pytest.approx(student.predict_proba(["where is my parcel"])[0][0], abs=1e-4)
+
+
+def test_every_student_aligns_on_the_leak_free_corpus_but_never_on_test_texts(task, monkeypatch, tmp_path):
+    """The warm start's alignment needs no labels: student-base too reads the unlabelled corpus,
+    less any text that copies a test row."""
+    from helpers import distill as distill_module
+    from helpers.teachers.seed import SeedTeacher
+
+    seen = {}
+
+    def train(rows, validation, classes, config, work_dir, progress, resume, align_texts):
+        seen[work_dir.name] = list(align_texts)
+        return Oracle(task, right=work_dir.name == "base")
+
+    monkeypatch.setattr(distill_module, "train_student", train)
+    monkeypatch.setattr(distill_module.Recipe, "teach",
+                        lambda self, teacher, texts: (pd.DataFrame(), None, {"teacher_rows": 0}))
+    distill_module.distill(task, SeedTeacher(task), TINY, progress=False, work_dir=tmp_path)
+    corpus = set(task.unstructured["text"]) - set(task.test["text"])
+    assert {"base", "tuned"} <= set(seen) and all(set(texts) == corpus for texts in seen.values())
+
+
+def test_the_warm_start_aligns_on_rows_and_corpus_for_at_least_its_minimum_steps(task, monkeypatch):
+    from helpers import warmstart
+    from helpers.student import load_student
+
+    calls = []
+    monkeypatch.setattr(warmstart, "align_pooler", lambda model, tok, texts, *a, **k: calls.append((texts, k)) or 0.5)
+    monkeypatch.setattr(warmstart, "fit_probe_head", lambda *a, **k: 1.0)
+    tokenizer, model = load_student("minilm", task.classes)
+    rows = gold_rows(task.train, task.classes)
+    found = warmstart.warm_start(model, tokenizer, rows, "align+probe", 32, 3, 0,
+                                 align_texts=["courier lost my box", "a new corpus text"], align_min_steps=50)
+    texts, kwargs = calls[0]
+    assert texts == sorted(rows["text"].tolist() + ["a new corpus text"]) and found["align_texts"] == len(texts)
+    assert kwargs["min_steps"] == 50
+
+
+def test_the_same_texts_are_aligned_once_and_give_the_same_weights(task, monkeypatch):
+    """student-base, student-tuned and the refit share one fold's texts: one alignment serves all three."""
+    from helpers import warmstart
+    from helpers.student import load_student
+
+    calls = []
+    align = warmstart.align_pooler
+    monkeypatch.setattr(warmstart, "align_pooler", lambda *a, **k: calls.append(a[2]) or align(*a, **k))
+    monkeypatch.setattr(warmstart, "ALIGNED", {})
+    texts = task.train["text"].tolist()
+    first, second, other = (load_student("minilm", task.classes) for _ in range(3))
+    cosines = [warmstart.aligned_once(m, t, texts, 32, 2, 0, 0) for t, m in (first, second)]
+    assert len(calls) == 1 and cosines[0] == cosines[1]
+    top = [m.bert.encoder.layer[-1].attention.self.query.weight for _, m in (first, second, other)]
+    assert torch.equal(top[0], top[1]) and not torch.equal(top[0], top[2])  # copied, not left fresh
+    warmstart.aligned_once(*other[::-1], texts[:-1], 32, 2, 0, 0)
+    assert len(calls) == 2  # other texts: aligned anew
