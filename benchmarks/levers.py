@@ -19,7 +19,7 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from simulated import SimulatedTeacher, build_dev_source, read_truth, supervised
 from helpers.benchmark import build_banking77_task, find_banking77  # noqa: E402
 from helpers.checks import normalise  # noqa: E402
 from helpers.distill import Recipe, split_validation  # noqa: E402
+from helpers.recipes import parse_settings  # noqa: E402
 from helpers.student import StudentConfig, gold_rows  # noqa: E402
 from helpers.task import Task, load_task  # noqa: E402
 
@@ -51,12 +52,6 @@ def k_shot_task(tmp: Path, k: int, unlabelled: int, split: str = "dev") -> tuple
     folder = build_banking77_task(source, k, tmp / f"data-banking77-{split}-{k}shot", unlabelled,
                                   truth_csv=truth_csv)
     return load_task(folder), read_truth(truth_csv)
-
-
-def parse_settings(pairs: list[str]) -> dict:
-    """``name=value`` pairs as StudentConfig fields, each value cast to the field's type."""
-    types = {f.name: type(f.default) for f in fields(StudentConfig)}
-    return {name: types[name](value) for name, value in (pair.split("=", 1) for pair in pairs)}
 
 
 def training_rows(task: Task, truth: dict[str, str], teacher: str, recipe: Recipe, train: pd.DataFrame,

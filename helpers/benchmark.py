@@ -44,13 +44,13 @@ def scores(evaluation: Evaluation) -> dict:
 
 def run_benchmark(task_dir: str | Path, teacher_spec: str, backbone: str = "minilm", seed: int = 0,
                   max_unlabelled: int | None = None, epochs: int | None = None, guard_folds: int = 1,
-                  recipe: str = DEFAULT_RECIPE) -> dict:
-    """Full pipeline on one task with the named training recipe; returns the benchmark record
-    (see BENCHMARKS.md)."""
+                  recipe: str = DEFAULT_RECIPE, settings: dict | None = None) -> dict:
+    """Full pipeline on one task with the named training recipe, `settings` overriding its fields
+    (a lever screened before it becomes a recipe); returns the benchmark record (see BENCHMARKS.md)."""
     from helpers.deploy import measure_latency
     from helpers.pipeline import run
 
-    config = StudentConfig.recipe(recipe, backbone=backbone, seed=seed, epochs=epochs)
+    config = StudentConfig.recipe(recipe, **{"backbone": backbone, "seed": seed, "epochs": epochs, **(settings or {})})
     with tempfile.TemporaryDirectory() as tmp:
         report = run(task_dir, teacher_spec, Path(tmp) / "model", config, max_unlabelled,
                      cache_dir=Path(tmp) / "cache", progress=False, guard_folds=guard_folds)
@@ -61,6 +61,7 @@ def run_benchmark(task_dir: str | Path, teacher_spec: str, backbone: str = "mini
     tuned = report.evaluations[2] if len(report.evaluations) > 2 else base
     return {
         "task": report.task.name, "n_test": len(report.task.test), "seed": seed, "recipe": recipe,
+        "settings": settings or {},
         "teacher": {"spec": teacher_spec, **scores(teacher),
                     "texts_per_s": round(1 / teacher.seconds_per_text, 2) if teacher.seconds_per_text else None},
         "student_base": scores(base),

@@ -47,9 +47,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from helpers.benchmark import run_benchmark
+    from helpers.recipes import parse_settings
 
     record = run_benchmark(args.task, args.teacher, args.backbone, args.seed, args.max_unlabelled, args.epochs,
-                           args.guard_folds, args.recipe)
+                           args.guard_folds, args.recipe, parse_settings(args.set))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(record, indent=2))
     print(json.dumps(record, indent=2))
@@ -111,6 +112,8 @@ def add_benchmark(commands) -> None:
     bench.add_argument("--max-unlabelled", type=positive_int, default=None, help="cap on unlabelled rows")
     bench.add_argument("--epochs", type=positive_int, default=None, help="training epochs")
     add_recipe(bench)
+    bench.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                       help="override recipe fields, e.g. --set learning_rate=1e-4 min_steps=150")
     add_guard_folds(bench)
     bench.add_argument("--json", required=True, help="where to write the JSON record")
     bench.set_defaults(func=cmd_benchmark)

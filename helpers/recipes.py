@@ -72,3 +72,15 @@ class StudentConfig:
         if unknown:
             raise ValueError(f"unknown recipe setting(s): {', '.join(unknown)}")
         return cls(**{**RECIPES[name], **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def parse_settings(pairs: list[str]) -> dict:
+    """``name=value`` pairs (a command line's ``--set``) as StudentConfig fields, each cast to its type."""
+    types = {f.name: type(f.default) for f in fields(StudentConfig)}
+    settings = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in types or not value:
+            raise ValueError(f"expected NAME=VALUE with NAME one of {', '.join(types)}; got {pair!r}")
+        settings[name] = types[name](value)
+    return settings

@@ -64,13 +64,18 @@ def test_training_notebook_runs_on_other_tasks(tmp_path, task, teacher, folds, q
         texts = list(load_task(task_dir).unstructured["text"][:2])
         pd.DataFrame({"question": texts, "answer": load_task(task_dir).classes[0]}).to_csv(my_labels, index=False)
     out = tmp_path / "model"
+    # banking also takes the other recipe (warm start) and a two-trial recipe search, injury the defaults
+    options = {} if retrains else {"RECIPE": "lpft", "SEARCH_TRIALS": 2}
     papermill.execute_notebook(
         str(ROOT / "notebooks" / "classification-training.ipynb"), str(tmp_path / "run.ipynb"),
         cwd=str(ROOT / "notebooks"), progress_bar=False,
         parameters={"TASK_DIR": str(task_dir), "TEACHER": teacher, "MAX_UNLABELLED": 24,
                     "EPOCHS": 1, "MIN_STEPS": 20, "OUTPUT_DIR": str(out), "CACHE_DIR": str(tmp_path / "cache"),
-                    "RUNS_DIR": str(tmp_path / "runs"), "GUARD_FOLDS": folds, "MY_LABELS": str(my_labels)})
+                    "RUNS_DIR": str(tmp_path / "runs"), "GUARD_FOLDS": folds, "MY_LABELS": str(my_labels),
+                    **options})
     logs = json.loads((out / "training-logs.json").read_text())
+    assert logs["parameters"]["warm_start"] == ("none" if retrains else "align+probe")
+    assert ("search" in logs["data"]) is not retrains
     assert logs["task"] == task.removeprefix("data-") and logs["teacher"] == teacher
     assert logs["task_folder"] == task
     guard = logs["data"]["guard"]
@@ -84,6 +89,8 @@ def test_training_notebook_runs_on_other_tasks(tmp_path, task, teacher, folds, q
     printed = outputs(tmp_path / "run.ipynb")
     assert "Committee weights" in printed or teacher == "seed"
     assert "Best on test:" in printed and "parameters" in printed  # the interpretation and payoff cell
+    assert ("First the pooler is aligned" in printed) is not retrains
+    assert ("recipe search trial1" in printed and "chosen" in printed) is not retrains
     if retrains:
         assert "2 rows labelled by you" in printed and "retrained student-" in printed
         assert (tmp_path / "runs" / f"{logs['task']}-retrain" / "base" / "run.json").exists()

@@ -131,3 +131,15 @@ def test_a_named_recipe_sets_its_fields_and_keeps_overrides():
         StudentConfig.recipe("v9")
     with pytest.raises(ValueError, match="unknown recipe setting"):
         StudentConfig.recipe("lpft", learning_rat=1e-3)
+
+
+def test_settings_from_the_command_line_are_cast_to_the_recipes_field_types():
+    from helpers.recipes import parse_settings
+
+    assert parse_settings(["learning_rate=1e-4", "min_steps=150", "warm_start=align+probe"]) == {
+        "learning_rate": 1e-4, "min_steps": 150, "warm_start": "align+probe"}
+    for bad in ("learning_rat=1e-4", "min_steps", "min_steps="):
+        with pytest.raises(ValueError, match="expected NAME=VALUE"):
+            parse_settings([bad])
+    with pytest.raises(ValueError):
+        parse_settings(["min_steps=many"])
