@@ -46,6 +46,7 @@ test: $(TEST_STAMP)
 		notebooks/classification-training.ipynb notebooks/classification-model-deployment.ipynb
 
 benchmark: $(TEST_STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) benchmarks/run.py --suite tasks --suite banking77 --seeds 0 1 2
 
 clean:

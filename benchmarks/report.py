@@ -11,11 +11,14 @@ PLOT = "benchmarks/accuracy.png"
 # v1: the teacher that labelled for student-tuned had seen the guard's validation rows (biased guard);
 # v2: it is rebuilt without them (records carry data.teacher_seed_rows);
 # v3: as v2, and a kept student-tuned is retrained from the teacher of every seed row (data.refit).
+# v4-lpft: as v3, trained with helpers/recipes.py's "lpft" recipe (records carry "recipe").
 # See benchmarks/NOTES.md.
 
 
 def recipe(record: dict) -> str:
     data = record.get("data", {})
+    if record.get("recipe", "v3") != "v3":
+        return f"v4-{record['recipe']}"
     return "v3" if data.get("refit") else "v2" if "teacher_seed_rows" in data else "v1"
 
 
@@ -167,6 +170,23 @@ def http_concurrency_table(root: Path) -> str:
                       f"{record['started']}.", "", runs.to_markdown(index=False)])
 
 
+def peers_table(root: Path) -> str:
+    """SetFit and TF-IDF trained on the seed rows of the same folders (benchmarks/peers.py), mean ± std
+    over seeds, so the student's rows in the summary can be read against them."""
+    paths = sorted((root / "benchmarks" / "results" / "peers").glob("*.json"))
+    if not paths:
+        return "Not run yet: `python benchmarks/peers.py --seeds 0 1 2` (needs `pip install -e .[bench]`)."
+    runs = pd.DataFrame([json.loads(p.read_text()) for p in paths])
+    grouped = runs.groupby(["task", "peer"])
+    frame = pd.DataFrame({"seeds": grouped.size(), "n_train": grouped["n_train"].first(),
+                          "accuracy": spread(grouped["accuracy"]), "macro_f1": spread(grouped["macro_f1"]),
+                          "train s": grouped["train_seconds"].mean().round(0),
+                          "load": grouped["load_before"].mean().round(1)}).reset_index()
+    return "\n".join(["Trained on train.csv only (no teacher, no unlabelled rows); `train s` is wall time on the "
+                      "machine above, `load` its 1-minute load average when the run started.", "",
+                      frame.to_markdown(index=False)])
+
+
 def render(records: list[dict], machine: str, root: Path = Path(__file__).resolve().parents[1]) -> str:
     if not records:
         return "# Benchmarks\n\nNo results yet: run `python benchmarks/run.py --suite tasks`.\n"
@@ -177,6 +197,7 @@ def render(records: list[dict], machine: str, root: Path = Path(__file__).resolv
         "Produced by `make benchmark` (`python benchmarks/run.py`); raw records in `benchmarks/results/`.", "",
         "## Summary (mean ± std over seeds)", "", summary(frame).to_markdown(index=False), "",
         f"![accuracy]({PLOT})", "", "## Teachers on the test sets", "", teacher_table(root), "",
+        "## Peers (SetFit, TF-IDF) on the same folds", "", peers_table(root), "",
         "## Long texts: how much the student reads", "", long_text_table(root), "",
         "## Serving: fp32 PyTorch against int8 ONNX", "", serving_table(root), "",
         "## Smaller students: 6, 4 and 3 layers", "", small_students_table(root), "",
