@@ -32,7 +32,8 @@ from simulated import SimulatedTeacher, build_dev_source, read_truth, supervised
 
 from helpers.benchmark import build_banking77_task, find_banking77  # noqa: E402
 from helpers.checks import normalise  # noqa: E402
-from helpers.distill import Recipe, split_validation  # noqa: E402
+from helpers.distill import Recipe  # noqa: E402
+from helpers.guard import split_validation  # noqa: E402
 from helpers.recipes import parse_settings  # noqa: E402
 from helpers.student import StudentConfig, gold_rows  # noqa: E402
 from helpers.task import Task, load_task  # noqa: E402

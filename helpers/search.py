@@ -19,7 +19,8 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from helpers.distill import Recipe, merit, pooled_scores, split_validation
+from helpers.distill import Recipe
+from helpers.guard import merit, pooled_scores, split_validation
 from helpers.recipes import StudentConfig
 from helpers.student import TrainedStudent, gold_rows
 from helpers.teachers.base import Teacher

@@ -17,7 +17,7 @@ import pytest
 from conftest import CLASSES, CONTEXT, TEST, TRAIN, make_task, write_csv
 
 import helpers.tables
-from helpers.distill import split_validation
+from helpers.guard import split_validation
 from helpers.problems import TaskError
 from helpers.task import inspect_task, load_task
 

@@ -15,7 +15,7 @@ import pandas as pd
 import papermill
 import pytest
 
-from helpers.distill import TIE_FOLDS
+from helpers.guard import TIE_FOLDS
 from helpers.task import load_task
 
 ROOT = Path(__file__).resolve().parents[1]

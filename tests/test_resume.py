@@ -15,7 +15,7 @@ import pytest
 from conftest import make_task
 
 from helpers.checkpoints import last_complete_checkpoint, prepare_work_dir
-from helpers.distill import split_validation
+from helpers.guard import split_validation
 from helpers.student import StudentConfig, gold_rows, train_student
 from helpers.task import load_task
 
@@ -28,7 +28,7 @@ TRAIN = [("I want my money back", "refund"), ("please refund the order", "refund
 CHILD = """
 import json, sys
 from pathlib import Path
-from helpers.distill import split_validation
+from helpers.guard import split_validation
 from helpers.student import StudentConfig, gold_rows, train_student
 from helpers.task import load_task
 task = load_task(sys.argv[1])

@@ -12,7 +12,9 @@ import pytest
 from conftest import make_task
 
 from helpers import distill as distill_module
-from helpers.distill import Recipe, distill, split_validation, teacher_rows
+from helpers import guard as guard_module
+from helpers.distill import Recipe, distill, teacher_rows
+from helpers.guard import split_validation
 from helpers.search import at_temperature, search_recipe, searched, trials_table
 from helpers.student import StudentConfig, TrainedStudent
 from helpers.task import load_task
@@ -180,7 +182,8 @@ def searched_run(task, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Recipe, "train", spy_train)
         patch.setattr(TrainedStudent, "predict_proba", spy_predict)
-        patch.setattr(distill_module, "TIE_FOLDS", 1)  # no extra guard folds: this is about the search
+        for module in (distill_module, guard_module):  # no extra guard folds: this is about the search
+            patch.setattr(module, "TIE_FOLDS", 1)
         result = distill(task, Recording(task), TINY, progress=False, work_dir=work, refit=False, search_trials=2)
     return result, events, list(Recording.calls), work
 
