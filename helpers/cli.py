@@ -28,7 +28,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from helpers.student import StudentConfig
 
     config = StudentConfig.recipe(args.recipe, backbone=args.backbone, seed=args.seed,
-                                  device=resolve_device(args.device), epochs=args.epochs)
+                                  device=resolve_device(args.device), epochs=args.epochs, max_steps=args.max_steps)
     if args.test_mode:  # a CI smoke run (as rasbt's --test_mode): every stage, 10 steps per student, not a model
         config = replace(config, epochs=1).with_floor(10)
     work_dir = args.work_dir or Path(".cache/runs") / Path(args.task).resolve().name
@@ -49,8 +49,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from helpers.benchmark import run_benchmark
     from helpers.recipes import parse_settings
 
+    settings = parse_settings(args.set)
+    if args.max_steps is not None:
+        settings.setdefault("max_steps", args.max_steps)
     record = run_benchmark(args.task, args.teacher, args.backbone, args.seed, args.max_unlabelled, args.epochs,
-                           args.guard_folds, args.recipe, parse_settings(args.set))
+                           args.guard_folds, args.recipe, settings)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(record, indent=2))
     print(json.dumps(record, indent=2))
@@ -124,6 +127,9 @@ def add_recipe(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE,
                         help=f"training recipe, see helpers/recipes.py (default {DEFAULT_RECIPE})")
+    parser.add_argument("--max-steps", type=non_negative_int, default=None,
+                        help="cut the epochs to those that fit in N updates, for big corpora (0: no cap; "
+                             "default: the recipe's, 320)")
 
 
 def add_guard_folds(parser: argparse.ArgumentParser) -> None:

@@ -23,7 +23,9 @@ def training_plan(name: str, config, n_rows: int, n_classes: int) -> str:
     steps_per_epoch = max(1, -(-n_rows // config.batch_size))
     epochs = planned_epochs(config, n_rows, n_classes)
     floor = (f"; at least {config.floor_steps(n_classes)} steps so a fresh head can learn, which takes "
-             f"{epochs} epochs of {steps_per_epoch} steps" if epochs > config.epochs else "")
+             f"{epochs} epochs of {steps_per_epoch} steps" if epochs > config.epochs else
+             f" of {steps_per_epoch} steps, not {config.epochs}: a cap of {config.max_steps} steps keeps a big corpus "
+             "to minutes (MAX_STEPS)" if epochs < config.epochs else "")
     name = {"base": "student-base", "tuned": "student-tuned (the one the guard judges)",
             "tuned-refit": "student-tuned again, taught by the teacher that saw every seed row"
             }.get(name, name.replace("search/", "recipe search ") if name.startswith("search/")
@@ -31,7 +33,8 @@ def training_plan(name: str, config, n_rows: int, n_classes: int) -> str:
     warm = {"probe": " Its head starts from a linear probe on the pooler.",
             "align+probe": " First the pooler is aligned to the sentence embedding (no labels needed), then the "
                            "head starts from a linear probe on it."}.get(config.warm_start, "")
-    return (f"Training {name}: {n_rows} training rows, {epochs} epochs{floor}.{warm} Early stopping may end it sooner. "
+    return (f"Training {name}: {n_rows} training rows, {epochs} epoch{'s' * (epochs != 1)}{floor}.{warm} "
+            "Early stopping may end it sooner. "
             "Score = validation accuracy - 0.001 x validation loss, the tie-breaker that picks the best "
             "checkpoint.")
 

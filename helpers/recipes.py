@@ -15,10 +15,13 @@ from dataclasses import dataclass, fields, replace
 
 from helpers.limits import MAX_TOKENS
 
+MAX_STEPS = 320  # updates a big corpus may take beyond the floor (see helpers.student.planned_epochs)
+
 RECIPES: dict[str, dict] = {
-    "v3": {"warm_start": "none", "learning_rate": 1e-4, "epochs": 5, "min_steps": 150, "min_examples_per_class": 150},
+    "v3": {"warm_start": "none", "learning_rate": 1e-4, "epochs": 5, "min_steps": 150, "min_examples_per_class": 150,
+           "max_steps": MAX_STEPS},
     "lpft": {"warm_start": "align+probe", "learning_rate": 3e-5, "epochs": 2, "min_steps": 0,
-             "min_examples_per_class": 0},
+             "min_examples_per_class": 0, "max_steps": MAX_STEPS},
 }
 DEFAULT_RECIPE = "v3"  # StudentConfig()'s own values
 
@@ -31,6 +34,7 @@ class StudentConfig:
     epochs: int = 5
     min_steps: int = 150
     min_examples_per_class: int = 150
+    max_steps: int = MAX_STEPS  # 0: no cap
     learning_rate: float = 1e-4
     batch_size: int = 8
     max_length: int = MAX_TOKENS

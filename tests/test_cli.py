@@ -30,6 +30,7 @@ def test_validate_ok_and_failing_folders(tmp_path):
 @pytest.mark.parametrize("flags,message", [
     (["--max-unlabelled", "0"], "expected a number >= 1, got 0"),
     (["--epochs", "three"], "expected a whole number, got 'three'"),
+    (["--max-steps", "-5"], "expected a number >= 0, got -5"),
     (["--seed", "x"], "invalid int value"),
 ])
 def test_bad_flags_are_explained(tmp_path, flags, message):
@@ -65,6 +66,9 @@ def test_the_recipe_flag_reaches_the_students_config_and_epochs_override_it(tmp_
     assert (seen["config"].warm_start, seen["config"].learning_rate, seen["config"].epochs) == ("align+probe", 3e-5, 3)
     assert main(["distill", "--task", task, "--teacher", "seed", "--recipe", "v3"]) == 0
     assert (seen["config"].warm_start, seen["config"].epochs) == ("none", 5)
+    assert seen["config"].max_steps == StudentConfig.recipe("v3").max_steps > 0
+    assert main(["distill", "--task", task, "--teacher", "seed", "--max-steps", "0"]) == 0
+    assert seen["config"].max_steps == 0
     with pytest.raises(SystemExit) as stopped:
         main(["distill", "--task", task, "--recipe", "v9"])
     assert stopped.value.code == 2 and "invalid choice: 'v9'" in capsys.readouterr().err

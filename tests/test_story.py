@@ -73,7 +73,10 @@ def test_training_plan_explains_epochs_beyond_epochs():
     line = explain.training_plan("base", StudentConfig.recipe("v3", epochs=5), 16, 4)
     assert line.startswith("Training student-base: 16 training rows, 75 epochs; at least 150 steps")
     assert "Score =" in line and "probe" not in line
-    assert "steps so" not in explain.training_plan("tuned", StudentConfig.recipe("v3", epochs=5), 2000, 4)
+    capped = explain.training_plan("tuned", StudentConfig.recipe("v3", epochs=5), 2000, 4)
+    assert "steps so" not in capped
+    assert "2000 training rows, 1 epoch of 250 steps, not 5: a cap of 320 steps" in capped
+    assert "not 5" not in explain.training_plan("tuned", StudentConfig.recipe("v3", epochs=5), 400, 4)
     warm = explain.training_plan("base", StudentConfig.recipe("lpft"), 16, 4)
     assert warm.startswith("Training student-base: 16 training rows, 2 epochs. First the pooler is aligned")
 

@@ -12,14 +12,9 @@ import pytest
 import torch
 from conftest import make_task
 
-from helpers.distill import (
-    choose_student,
-    drop_test_leaks,
-    select_teacher_rows,
-    split_validation,
-    teacher_rows,
-)
+from helpers.distill import drop_test_leaks, select_teacher_rows, teacher_rows
 from helpers.export import MODEL_FILES, export_model
+from helpers.guard import choose_student, split_validation
 from helpers.student import StudentConfig, distillation_loss, gold_rows, train_student, training_arguments
 from helpers.task import load_task
 from helpers.teachers.base import TeacherLabels
@@ -119,7 +114,7 @@ def test_validation_folds_hold_out_different_rows_of_every_class(task):
 
 
 def test_guard_scores_pool_the_held_out_rows_of_every_fold():
-    from helpers.distill import pooled_scores
+    from helpers.guard import pooled_scores
 
     pairs = [(np.array([0, 1]), np.array([0, 1])), (np.array([1, 1]), np.array([0, 1]))]
     assert pooled_scores(pairs) == {"accuracy": 0.75, "f1": pytest.approx(0.7333, abs=1e-4), "rows": 4}
@@ -219,7 +214,8 @@ class Oracle:
     (True, False, False, 1, "student-base"), (False, True, True, 1, "student-tuned")])
 def test_a_tie_adds_guard_folds_then_keeps_student_base(task, monkeypatch, base_right, tuned_right,
                                                         later_tuned_right, folds, chosen):
-    from helpers.distill import TIE_FOLDS, Recipe, guard_scores
+    from helpers.distill import Recipe
+    from helpers.guard import TIE_FOLDS, guard_scores
     from helpers.teachers.seed import SeedTeacher
 
     trained = []
@@ -282,8 +278,22 @@ def test_training_floor_grows_with_the_number_of_classes(tmp_path):
     assert config.floor_steps(2) == config.floor_steps(8) == 150
     assert config.floor_steps(77) == 1444  # ceil(150 * 77 / 8)
     many = training_arguments(config, n_rows=616, n_classes=77, output_dir=tmp_path)
-    few = training_arguments(config, n_rows=616, n_classes=8, output_dir=tmp_path)
+    few = training_arguments(config, n_rows=300, n_classes=8, output_dir=tmp_path)
     assert many.num_train_epochs == 19 and few.num_train_epochs == config.epochs
+
+
+def test_a_big_corpus_trains_the_whole_epochs_that_fit_in_max_steps(tmp_path):
+    """1,000 teacher rows: 2 epochs of 125 steps under v3's cap of 320, not 5; the floor still wins."""
+    from helpers.student import planned_epochs
+
+    config = StudentConfig.recipe("v3")
+    assert config.max_steps == 320
+    assert planned_epochs(config, n_rows=1000, n_classes=4) == 2
+    assert training_arguments(config, n_rows=1000, n_classes=4, output_dir=tmp_path).num_train_epochs == 2
+    assert planned_epochs(config, n_rows=485, n_classes=8) == config.epochs  # banking-sized: untouched
+    assert planned_epochs(config, n_rows=4000, n_classes=4) == 1  # one epoch at least
+    assert planned_epochs(config, n_rows=2116, n_classes=77) == 6  # BANKING77's floor: 1,444 steps
+    assert planned_epochs(replace(config, max_steps=0), n_rows=1000, n_classes=4) == config.epochs
 
 
 
