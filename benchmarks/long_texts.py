@@ -9,8 +9,9 @@ window:
 - ``head-128`` / ``head-256``: the first N word pieces (what a plain
   `TextClassificationPipeline` does with truncation);
 - ``head+tail-128``: the head-128 model shown the first 96 and the last 30 word
-  pieces of each test text (inference only: training it that way too would cost
-  another training per run, and 2 CPU cores allow few);
+  pieces of each test text (inference only);
+- ``head+tail-128-trained``: a student trained on its seed rows cut that way too,
+  and tested on test texts cut the same way;
 - ``chunks-128``: the head-128 model, its probabilities averaged over every
   126-piece chunk of the test text (inference only).
 
@@ -25,11 +26,13 @@ import argparse
 import json
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+from transformers import AutoTokenizer
 
-from helpers.distill import split_validation
+from helpers.guard import split_validation
 from helpers.models import resolve_backbone
 from helpers.student import StudentConfig, gold_rows, predict_proba, train_student
 from helpers.task import Task, load_task
@@ -71,45 +74,59 @@ def train_base(task: Task, seed: int, max_length: int, transform=None):
     return student, time.perf_counter() - start
 
 
-def latency_ms(student, texts: list[str], max_length: int) -> float:
-    """Median ms for one text at batch 1 (PyTorch, this machine)."""
-    times = []
-    for text in texts[:30]:
+def latency_ms(student, texts: list[str], max_length: int, transform=None) -> dict:
+    """Batch-1 p50/p95 (ms, PyTorch, this machine) over the test texts, apart for those that fit the
+    128-piece window and those longer: a long text costs a full window, a short one far less.
+    `transform` (a cut made before the model reads the text) is timed with it."""
+    times = {"short": [], "long": []}
+    for text in texts:
+        size = "long" if len(student.tokenizer(text, add_special_tokens=False)["input_ids"]) > 126 else "short"
         start = time.perf_counter()
-        predict_proba(student.model, student.tokenizer, [text], max_length)
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times))
+        predict_proba(student.model, student.tokenizer, [transform(text) if transform else text], max_length)
+        times[size].append((time.perf_counter() - start) * 1000)
+    return {f"{stat}_ms_{size}": round(float(np.percentile(values, q)), 2)
+            for size, values in times.items() if values for stat, q in (("p50", 50), ("p95", 95))}
 
 
-def measure(task_dir: Path, seed: int) -> list[dict]:
-    """Every strategy for one task and seed."""
+STRATEGIES = ("head-128", "chunks-128", "head+tail-128", "head-256", "head+tail-128-trained")
+
+
+def measure(task_dir: Path, seed: int, strategies: tuple[str, ...] = STRATEGIES) -> list[dict]:
+    """The chosen strategies for one task and seed (each trained model once)."""
     task = load_task(task_dir)
     texts = task.test["text"].tolist()
     rows = []
 
-    def record(strategy: str, probs: np.ndarray, seconds: float, ms: float) -> None:
-        rows.append({"task": task.name, "seed": seed, "strategy": strategy,
-                     "accuracy": round(accuracy(probs, task), 4), "train_seconds": round(seconds, 1),
-                     "p50_ms_batch1": round(ms, 2)})
+    def record(strategy: str, probs: np.ndarray, seconds: float, latency: dict | None = None) -> None:
+        if strategy in strategies:
+            rows.append({"task": task.name, "seed": seed, "strategy": strategy,
+                         "accuracy": round(accuracy(probs, task), 4), "train_seconds": round(seconds, 1),
+                         **(latency or {})})
 
-    for max_length in (128, 256):
-        student, seconds = train_base(task, seed, max_length)
-        probs = predict_proba(student.model, student.tokenizer, texts, max_length)
-        record(f"head-{max_length}", probs, seconds, latency_ms(student, texts, max_length))
-        if max_length == 128:
-            chunks = [chunk_texts(student.tokenizer, t) for t in texts]
-            pooled = np.array([predict_proba(student.model, student.tokenizer, c, 128).mean(axis=0)
-                               for c in chunks])
-            record("chunks-128", pooled, seconds, np.nan)
-            cut = [head_and_tail(student.tokenizer, t) for t in texts]
-            record("head+tail-128", predict_proba(student.model, student.tokenizer, cut, 128), seconds, np.nan)
+    if set(strategies) & {"head-128", "chunks-128", "head+tail-128"}:
+        student, seconds = train_base(task, seed, 128)
+        record("head-128", predict_proba(student.model, student.tokenizer, texts, 128), seconds,
+               latency_ms(student, texts, 128))
+        pooled = np.array([predict_proba(student.model, student.tokenizer, chunk_texts(student.tokenizer, t), 128)
+                           .mean(axis=0) for t in texts])
+        record("chunks-128", pooled, seconds)
+        cut = [head_and_tail(student.tokenizer, t) for t in texts]
+        record("head+tail-128", predict_proba(student.model, student.tokenizer, cut, 128), seconds)
+    if "head-256" in strategies:
+        student, seconds = train_base(task, seed, 256)
+        record("head-256", predict_proba(student.model, student.tokenizer, texts, 256), seconds,
+               latency_ms(student, texts, 256))
+    if "head+tail-128-trained" in strategies:
+        cut_text = partial(head_and_tail, AutoTokenizer.from_pretrained(resolve_backbone("minilm")[0]))
+        student, seconds = train_base(task, seed, 128, cut_text)
+        cut = [cut_text(t) for t in texts]
+        record("head+tail-128-trained", predict_proba(student.model, student.tokenizer, cut, 128), seconds,
+               latency_ms(student, texts, 128, cut_text))
     return rows
 
 
 def token_lengths(task_dir: Path) -> dict:
     """Word pieces per text in the task's files (the student's tokenizer)."""
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("minilm")[0])
     task = load_task(task_dir)
     texts = task.train["text"].tolist() + task.test["text"].tolist()
@@ -122,13 +139,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=["data-ecommerce", "data-mental-health"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES,
+                        help="measure only these (default: all)")
     args = parser.parse_args()
     results = json.loads(OUT.read_text()) if OUT.exists() else {"runs": [], "lengths": []}
     for task_dir in args.tasks:
         results["lengths"] = [r for r in results["lengths"] if r["task"] != load_task(ROOT / task_dir).name]
         results["lengths"].append(token_lengths(ROOT / task_dir))
         for seed in args.seeds:
-            new = measure(ROOT / task_dir, seed)
+            new = measure(ROOT / task_dir, seed, tuple(args.strategies))
             done = {(r["task"], r["seed"], r["strategy"]) for r in new}
             results["runs"] = [r for r in results["runs"] if (r["task"], r["seed"], r["strategy"]) not in done] + new
             OUT.write_text(json.dumps(results, indent=1) + "\n")

@@ -12,14 +12,16 @@ PLOT = "benchmarks/accuracy.png"
 # v2: it is rebuilt without them (records carry data.teacher_seed_rows);
 # v3: as v2, and a kept student-tuned is retrained from the teacher of every seed row (data.refit).
 # v4-lpft: as v3, trained with helpers/recipes.py's "lpft" recipe (records carry "recipe").
+# A record's "settings" (recipe fields overridden for one run) follow its recipe's name, e.g. "v3 max_steps=0".
 # See benchmarks/NOTES.md.
 
 
 def recipe(record: dict) -> str:
     data = record.get("data", {})
+    settings = "".join(f" {name}={value}" for name, value in sorted(record.get("settings", {}).items()))
     if record.get("recipe", "v3") != "v3":
-        return f"v4-{record['recipe']}"
-    return "v3" if data.get("refit") else "v2" if "teacher_seed_rows" in data else "v1"
+        return f"v4-{record['recipe']}{settings}"
+    return ("v3" if data.get("refit") else "v2" if "teacher_seed_rows" in data else "v1") + settings
 
 
 def flatten(record: dict) -> dict:
@@ -95,9 +97,13 @@ def long_text_table(root: Path) -> str:
     results = json.loads(path.read_text())
     runs = pd.DataFrame(results["runs"])
     grouped = runs.groupby(["task", "strategy"])
+    latency = {"p50_ms_short": "p50 ms, text in window", "p95_ms_short": "p95 ms, text in window",
+               "p50_ms_long": "p50 ms, longer text", "p95_ms_long": "p95 ms, longer text",
+               "p50_ms_batch1": "p50 ms, 30 mixed texts (older runs)"}
     frame = pd.DataFrame({"seeds": grouped.size(), "student-base accuracy": spread(grouped["accuracy"]),
                           "train s": grouped["train_seconds"].mean().round(0),
-                          "p50 ms (batch 1)": grouped["p50_ms_batch1"].mean().round(1)}).reset_index()
+                          **{label: grouped[column].mean().round(1) for column, label in latency.items()
+                             if column in runs}}).reset_index()
     lengths = pd.DataFrame(results["lengths"]).to_markdown(index=False)
     return f"Word pieces per train and test text:\n\n{lengths}\n\n{frame.to_markdown(index=False)}"
 

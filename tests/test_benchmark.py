@@ -63,11 +63,30 @@ def test_report_renders_mean_and_spread(tmp_path):
                 "baselines": {"tfidf_logreg": scores}}
     rebuilt = {**record(2, 0.5), "data": {"teacher_seed_rows": 8}}  # the teacher never saw validation
     refit = {**record(3, 0.7), "data": {"teacher_seed_rows": 8, "refit": True}}
-    text = render([record(0, 0.8), record(1, 0.9), rebuilt, refit], "test machine", root=tmp_path)
+    uncapped = {**refit, "seed": 0, "student_base": {"accuracy": 0.6, "macro_f1": 0.6}, "settings": {"max_steps": 0}}
+    text = render([record(0, 0.8), record(1, 0.9), rebuilt, refit, uncapped], "test machine", root=tmp_path)
     assert "0.85 ± 0.071" in text and "test machine" in text
     assert re.search(r"\|\s*v1\s*\|.*0\.85 ± 0\.071", text)  # recipes are summarised apart
     assert re.search(r"\|\s*v2\s*\|.*0\.5 ± 0\.0", text) and re.search(r"\|\s*v3\s*\|.*0\.7 ± 0\.0", text)
+    assert re.search(r"\|\s*v3 max_steps=0\s*\|.*0\.6 ± 0\.0", text)  # overridden fields label the run
     assert (tmp_path / "benchmarks" / "accuracy.png").stat().st_size > 1000
+
+
+def test_long_text_runs_render_latency_for_texts_in_and_past_the_window(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from report import long_text_table
+
+    assert "Not run yet" in long_text_table(tmp_path)
+    path = tmp_path / "benchmarks" / "results" / "long-texts" / "long-texts.json"
+    path.parent.mkdir(parents=True)
+    old = {"task": "shop", "seed": 0, "strategy": "head-128", "accuracy": 0.8, "train_seconds": 10, "p50_ms_batch1": 5}
+    new = {**old, "seed": 1, "accuracy": 0.9, "p50_ms_short": 3.0, "p95_ms_short": 4.0, "p50_ms_long": 9.0,
+           "p95_ms_long": 12.0}
+    path.write_text(json.dumps({"runs": [old, new], "lengths": [{"task": "shop", "median": 90}]}))
+    table = long_text_table(tmp_path)
+    assert "p95 ms, longer text" in table and "30 mixed texts (older runs)" in table
+    cells = r"\|\s*shop\s*\|\s*head-128\s*\|\s*2\s*\|\s*0\.85 ± 0\.071\s*\|" + r"\s*{}\s*\|" * 6
+    assert re.search(cells.format(10, 3, 4, 9, 12, 5), table)
 
 
 def test_teacher_records_merge_and_a_remeasured_pair_replaces_its_old_record(tmp_path):
