@@ -6,6 +6,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from helpers.limits import EMBEDDER_TOKENS
 from helpers.models import MINILM, resolve_backbone, set_threads
 
 
@@ -23,21 +24,41 @@ def load_encoder(name: str = MINILM):
     return AutoTokenizer.from_pretrained(path, **kwargs), AutoModel.from_pretrained(path, **kwargs).eval()
 
 
+MEMO_TEXTS = 50_000  # vectors kept per process (~77 MB at 384 floats); past that the memo starts afresh
+_memo: dict[tuple[str, str], np.ndarray] = {}
+
+
 def embed(texts: list[str], name: str = MINILM, batch_size: int = 64) -> np.ndarray:
-    """Mean-pooled, unit-length embeddings (how all-MiniLM-L6-v2 was trained)."""
+    """Mean-pooled, unit-length embeddings (how all-MiniLM-L6-v2 was trained), remembered per text.
+
+    One run embeds the same corpus again and again: the leak check, then the seed
+    classifier each time the teacher is rebuilt for a guard fold or the refit. On
+    1,000 long texts each pass cost ~55 s on 2 cores; remembered, the later ones
+    are free. New texts go longest first so that a batch pads to similar lengths.
+    """
+    todo = sorted({t for t in texts if (name, t) not in _memo}, key=len, reverse=True)
+    if len(_memo) + len(todo) > MEMO_TEXTS:
+        _memo.clear()
+        todo = sorted(set(texts), key=len, reverse=True)
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start:start + batch_size]
+        _memo.update(((name, t), v) for t, v in zip(chunk, encode(chunk, name)))
+    if not texts:
+        return np.zeros((0, load_encoder(name)[1].config.hidden_size), np.float32)
+    return np.stack([_memo[(name, t)] for t in texts])
+
+
+def encode(texts: list[str], name: str) -> np.ndarray:
+    """One batch through the encoder, mean-pooled over real tokens and normalised."""
     import torch
 
     tokenizer, model = load_encoder(name)
-    chunks = []
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
-                              max_length=256, return_tensors="pt")
-            hidden = model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-            chunks.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-    return np.concatenate(chunks) if chunks else np.zeros((0, model.config.hidden_size), np.float32)
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=EMBEDDER_TOKENS, return_tensors="pt")
+        hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return torch.nn.functional.normalize(pooled, dim=-1).numpy()
 
 
 def max_similarity(texts: list[str], references: list[str]) -> np.ndarray:

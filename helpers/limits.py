@@ -7,6 +7,7 @@ one takes its number from here.
 from __future__ import annotations
 
 MAX_TOKENS = 128  # the student's window: word-piece tokens it reads, [CLS] and [SEP] included
+EMBEDDER_TOKENS = 256  # the sentence embedder's window (seed classifier, leak check, retrieval), as MiniLM was trained
 TOKENS_PER_WORD = 1.45  # MiniLM word pieces per word: median 1.44 on our example tasks (measured)
 
 

@@ -304,3 +304,22 @@ def test_teacher_sizes_are_the_weights_a_user_keeps(task, smollm2):
     for weights, expected in (([1.0, 0.0], minilm), ([1.0, 0.5], minilm + smollm2.size_mb)):
         committee.weights = np.array(weights)  # a member with weight 0 is never asked, so not needed
         assert committee.size_mb == pytest.approx(expected)
+
+
+def test_remembered_embeddings_match_a_fresh_pass_and_are_not_computed_again(monkeypatch):
+    import helpers.embeddings as embeddings
+
+    long_post = "my order arrived late and the box was crushed " * 60  # past the embedder's window
+    texts = ["refund my card payment", long_post, "where is my parcel?", "refund my card payment"]
+    embeddings._memo.clear()
+    fresh = np.stack([embeddings.encode([t], embeddings.MINILM)[0] for t in texts])
+    first = embeddings.embed(texts)
+    np.testing.assert_allclose(first, fresh, atol=1e-5)  # batching and order change nothing
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
+
+    encoded = []
+    real = embeddings.encode
+    monkeypatch.setattr(embeddings, "encode", lambda batch, name: encoded.append(batch) or real(batch, name))
+    again = embeddings.embed(texts[::-1] + ["a text it has not seen"])
+    np.testing.assert_allclose(again[:4], first[::-1], atol=1e-6)
+    assert encoded == [["a text it has not seen"]]  # only the new text reaches the encoder
