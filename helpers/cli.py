@@ -35,7 +35,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     report = run(args.task, args.teacher, args.out, config, args.max_unlabelled, args.cache,
                  teacher_budget=args.teacher_budget, synthetic_per_class=args.synthetic_per_class,
                  work_dir=work_dir, resume=args.resume, guard_folds=args.guard_folds,
-                 search_trials=args.search_trials)
+                 search_trials=args.search_trials, budget_minutes=args.budget_minutes)
     if is_main_process():  # under torchrun every process has the same report; one copy is enough
         print(report.text())
     return 0
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_distill(commands) -> None:
+    from helpers.budget import BUDGET_MINUTES
     from helpers.device import DEVICES
     from helpers.teachers import DEFAULT_TEACHER
 
@@ -93,6 +94,10 @@ def add_distill(commands) -> None:
     distill.add_argument("--work-dir", default=None,
                          help="training checkpoints folder (default .cache/runs/<task folder name>)")
     add_guard_folds(distill)
+    distill.add_argument("--budget-minutes", type=non_negative_float, default=BUDGET_MINUTES, metavar="M",
+                         help=f"time budget for the run (default {BUDGET_MINUTES:g}): the two students always "
+                              "train; a guard tie-break fold or the refit that would overrun it is skipped, "
+                              "and the report says so (0: no limit)")
     distill.add_argument("--search-trials", type=non_negative_int, default=0, metavar="N",
                          help="Optuna trials over student-tuned's learning rate, epochs and temperature, scored on "
                               "held-out seed rows (never test); each is one more training (default 0: off)")
@@ -152,6 +157,17 @@ def positive_int(value: str, least: int = 1) -> int:
 def non_negative_int(value: str) -> int:
     """argparse type for a count where 0 means off (the same readable errors as `positive_int`)."""
     return positive_int(value, least=0)
+
+
+def non_negative_float(value: str) -> float:
+    """argparse type for minutes and the like, where 0 means off."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not number >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return number
 
 
 def main(argv: list[str] | None = None) -> int:

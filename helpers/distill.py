@@ -12,6 +12,7 @@ The recipe, in order:
    model worse;
 6. once the recipe has won, train student-tuned again with labels from the teacher
    fit on every seed row (select on held-out rows, then refit on all of them).
+Step 5's extra folds and step 6 run only while the run's time budget holds them (helpers/budget.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from helpers.budget import Budget
 from helpers.embeddings import max_similarity
 from helpers.explain import training_plan
 from helpers.generate import synthesize
@@ -129,6 +131,7 @@ class Recipe:
     refit: bool = True
     tuned: StudentConfig | None = None  # student-tuned's own recipe (helpers/search.py); None: `config`
     corpus: list[str] = field(default_factory=list)  # unlabelled texts, for label-free warm starts
+    budget: Budget = field(default_factory=lambda: Budget(None))  # when tie-break folds and the refit may run
 
     def train(self, rows: pd.DataFrame, validation: pd.DataFrame, name: str) -> TrainedStudent:
         """One student, checkpointed under work/name (its plan printed above Trainer's table)."""
@@ -167,8 +170,8 @@ def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = 
             max_unlabelled: int | None = None, cache_dir: str | Path | None = None,
             work_dir: str | Path | None = None, progress: bool = True,
             teacher_budget: int | None = None, synthetic_per_class: int = 0,
-            resume: bool = False, guard_folds: int = 1, refit: bool = True, search_trials: int = 0
-            ) -> DistillResult:
+            resume: bool = False, guard_folds: int = 1, refit: bool = True, search_trials: int = 0,
+            budget: Budget | None = None) -> DistillResult:
     """Run the whole recipe (see module docstring) and return both students.
 
     The student-tuned the guard judges learns from `teacher.without(validation rows)`:
@@ -192,6 +195,9 @@ def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = 
             fit on every seed row (see `run_recipe`); False delivers the judged model.
         search_trials: Optuna trials over student-tuned's learning rate, epochs and temperature,
             scored on held-out seed rows (helpers/search.py); 0: off. student-base keeps `config`.
+        budget: The run's time budget (helpers/budget.py): student-base and student-tuned
+            always train; a tie-break fold or the refit runs only if it still fits.
+            None: no limit.
     """
     if guard_folds < 1 or search_trials < 0:
         raise ValueError(f"guard_folds must be 1 or more (got {guard_folds}) and search_trials 0 or more "
@@ -200,7 +206,7 @@ def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = 
         raise ValueError("resume needs the work_dir where the interrupted run saved its checkpoints")
     with working_folder(work_dir) as work:
         recipe = Recipe(task, config or StudentConfig(), work, cache_dir, progress, resume, synthetic_per_class,
-                        refit)
+                        refit, budget=budget or Budget(None))
         return run_recipe(recipe, teacher, max_unlabelled, teacher_budget, guard_folds, search_trials)
 
 
@@ -222,7 +228,8 @@ def run_recipe(recipe: Recipe, teacher: Teacher | None, max_unlabelled: int | No
     seed_rows = gold_rows(train, task.classes)
     texts, leaked = drop_test_leaks(sample_unlabelled(task, max_unlabelled, seed), task.test["text"].tolist())
     recipe.corpus = texts
-    base = recipe.train(seed_rows, validation, "base")
+    with recipe.budget.timed("base"):
+        base = recipe.train(seed_rows, validation, "base")
     texts = least_certain(base, texts, teacher_budget)
     stats = {"seed_rows": len(train), "validation_rows": len(validation), "dropped_test_leaks": leaked}
     if teacher is None or not texts:
@@ -234,17 +241,20 @@ def run_recipe(recipe: Recipe, teacher: Teacher | None, max_unlabelled: int | No
         tuned_config, stats["search"] = search_recipe(recipe, teacher, texts, search_trials,
                                                       fold=max(guard_folds, TIE_FOLDS))
         recipe = replace(recipe, tuned=tuned_config)
-    tuned, labels, found = recipe.train_tuned(teacher.without(validation.index), texts, seed_rows, validation,
-                                              "tuned")
+    with recipe.budget.timed("tuned"):
+        tuned, labels, found = recipe.train_tuned(teacher.without(validation.index), texts, seed_rows, validation,
+                                                  "tuned")
     stats.update(found, teacher_seed_rows=len(train))
     stats["guard"] = guard_scores(recipe, teacher, texts, (base, tuned), guard_folds)
     chosen = choose_student(stats["guard"]["student-base"], stats["guard"]["student-tuned"])
     stats["refit"] = recipe.refit
-    if chosen == "student-tuned" and recipe.refit:
+    if chosen == "student-tuned" and recipe.refit and recipe.budget.affords(("tuned",), "the refit of student-tuned"):
         # The guard judged a teacher that never saw its held-out rows, or its verdict would be
         # biased; but those rows make the teacher better (banking's student-tuned lost ~3 points
         # without them). The guard chose the recipe, so the delivered model gets the full teacher,
         # its student trained and stopped early on the same rows as before.
         tuned, labels, found = recipe.train_tuned(teacher, texts, seed_rows, validation, "tuned-refit")
         stats["refit_teacher"] = {**found, "teacher_seed_rows": len(task.train)}
+    if recipe.budget.limited:
+        stats["budget"] = recipe.budget.summary()
     return DistillResult(base, tuned, chosen, labels, texts, stats)

@@ -94,6 +94,7 @@ def distill_summary(result) -> str:
                      f"student-base {base['accuracy']:.0%}, student-tuned {tuned['accuracy']:.0%}.")
     lines.append(f"Kept: {result.chosen}" + (" (retrained from the teacher that saw every seed row)."
                                              if "refit_teacher" in stats else "."))
+    lines += [f"Time budget: {line}." for line in stats.get("budget", {}).get("skipped", [])]
     return "\n".join(lines)
 
 

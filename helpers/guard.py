@@ -80,11 +80,14 @@ def guard_scores(recipe: Recipe, teacher: Teacher, texts: list[str], trained: tu
     another pair. One split of 24 seed rows holds out 4, and both students often
     get all 4 right: such a tie says nothing, so the guard then pools TIE_FOLDS
     folds. All of them, not just until one row differs: stopping at the first
-    difference would let a single lucky row decide again.
+    difference would let a single lucky row decide again. A tie-break fold runs
+    only if the run's time budget still holds one more base + tuned pair.
     """
     classes, pairs = recipe.task.classes, {"student-base": [], "student-tuned": []}
     fold, target, scores = 0, folds, {}
     while fold < target:
+        if fold >= folds and not recipe.budget.affords(("base", "tuned"), f"guard tie-break fold {fold + 1}"):
+            break  # still tied: student-base is kept, as after a tie over every fold
         train, validation = split_validation(recipe.task.train, recipe.config.seed, fold=fold)
         students = trained
         if fold:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from helpers.budget import BUDGET_MINUTES, Budget
 from helpers.device import is_main_process, mixed_precision, resolve_device, world_size
 from helpers.distill import DistillResult, distill
 from helpers.evaluate import Evaluation, TeacherReport, comparison_table, evaluate_student, evaluate_teacher
@@ -61,6 +62,7 @@ class RunReport:
         if shortened:
             lines.append(f"{shortened} unlabelled text(s) were longer than {TEACHER_TEXT_WORDS} words; the teacher "
                          "read their first and last words only (the middle is marked as left out)")
+        lines += [f"time budget: {line}" for line in self.result.stats.get("budget", {}).get("skipped", [])]
         if self.teacher_report.warning:
             lines += ["", "WARNING: " + self.teacher_report.warning]
         if self.model_dir:
@@ -91,21 +93,25 @@ def run(task_dir: str | Path, teacher_spec: str, out_dir: str | Path | None = "m
         cache_dir: str | Path | None = ".cache/teacher", progress: bool = True,
         teacher_budget: int | None = None, synthetic_per_class: int = 0,
         work_dir: str | Path | None = None, resume: bool = False, guard_folds: int = 1,
-        search_trials: int = 0) -> RunReport:
+        search_trials: int = 0, budget_minutes: float | None = BUDGET_MINUTES) -> RunReport:
     """Validate, evaluate the teacher, distil, evaluate everyone on test, export.
 
     `work_dir` keeps training checkpoints so that ``resume`` can continue a killed run;
     `search_trials` > 0 searches student-tuned's recipe first (see `distill`), and the
     search's summary reaches training-logs.json with the other stats (``data.search``).
+    `budget_minutes` counts from this call; extras that would overrun it are skipped
+    and named in the report (helpers/budget.py; None or 0: no limit, as benchmarks need).
     """
     start = time.perf_counter()
+    budget = Budget(budget_minutes)
     config = config or StudentConfig()
     task = load_task(task_dir)
     teacher = make_teacher(teacher_spec, task, device=config.device)
     teacher_report = evaluate_teacher(task, teacher, cache_dir, progress)
     result = distill(task, teacher, config, max_unlabelled, cache_dir, progress=progress,
                      teacher_budget=teacher_budget, synthetic_per_class=synthetic_per_class,
-                     work_dir=work_dir, resume=resume, guard_folds=guard_folds, search_trials=search_trials)
+                     work_dir=work_dir, resume=resume, guard_folds=guard_folds, search_trials=search_trials,
+                     budget=budget)
     evaluations = [teacher_report.teacher, evaluate_student("student-base", result.student_base, task)]
     if result.student_tuned is not None:
         evaluations.append(evaluate_student("student-tuned", result.student_tuned, task))

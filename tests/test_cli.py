@@ -32,6 +32,9 @@ def test_validate_ok_and_failing_folders(tmp_path):
     (["--epochs", "three"], "expected a whole number, got 'three'"),
     (["--max-steps", "-5"], "expected a number >= 0, got -5"),
     (["--seed", "x"], "invalid int value"),
+    (["--budget-minutes", "-1"], "expected a number >= 0, got -1"),
+    (["--budget-minutes", "nan"], "expected a number >= 0, got nan"),
+    (["--budget-minutes", "soon"], "expected a number, got 'soon'"),
 ])
 def test_bad_flags_are_explained(tmp_path, flags, message):
     result = cli("distill", "--task", str(make_task(tmp_path / "data-t")), *flags)
@@ -49,6 +52,7 @@ def test_bad_task_and_teacher_fail_without_traceback(tmp_path):
 
 def test_the_recipe_flag_reaches_the_students_config_and_epochs_override_it(tmp_path, monkeypatch, capsys):
     import helpers.pipeline
+    from helpers.budget import BUDGET_MINUTES
     from helpers.cli import main
     from helpers.recipes import DEFAULT_RECIPE, StudentConfig
 
@@ -58,7 +62,7 @@ def test_the_recipe_flag_reaches_the_students_config_and_epochs_override_it(tmp_
 
     seen = {}
     monkeypatch.setattr(helpers.pipeline, "run", lambda task, teacher, out, config, *a, **k: seen.update(
-        config=config) or Report())
+        config=config, budget=k["budget_minutes"]) or Report())
     task = str(make_task(tmp_path / "data-t"))
     assert main(["distill", "--task", task, "--teacher", "seed"]) == 0
     assert seen["config"].warm_start == StudentConfig.recipe(DEFAULT_RECIPE).warm_start
@@ -69,6 +73,9 @@ def test_the_recipe_flag_reaches_the_students_config_and_epochs_override_it(tmp_
     assert seen["config"].max_steps == StudentConfig.recipe("v3").max_steps > 0
     assert main(["distill", "--task", task, "--teacher", "seed", "--max-steps", "0"]) == 0
     assert seen["config"].max_steps == 0
+    assert seen["budget"] == BUDGET_MINUTES > 0  # the default run has a time budget
+    assert main(["distill", "--task", task, "--teacher", "seed", "--budget-minutes", "0"]) == 0
+    assert seen["budget"] == 0
     with pytest.raises(SystemExit) as stopped:
         main(["distill", "--task", task, "--recipe", "v9"])
     assert stopped.value.code == 2 and "invalid choice: 'v9'" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import papermill
 import pytest
 
 from helpers.guard import TIE_FOLDS
+from helpers.guard import tied as guard_tied
 from helpers.task import load_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +66,8 @@ def test_training_notebook_runs_on_other_tasks(tmp_path, task, teacher, folds, q
         pd.DataFrame({"question": texts, "answer": load_task(task_dir).classes[0]}).to_csv(my_labels, index=False)
     out = tmp_path / "model"
     # banking also takes the other recipe (warm start) and a two-trial recipe search, injury the defaults
-    options = {} if retrains else {"RECIPE": "lpft", "SEARCH_TRIALS": 2}
+    # and a time budget (3 s) that its two students overrun, so no tie-break fold or refit fits
+    options = {"BUDGET_MINUTES": 0.05} if retrains else {"RECIPE": "lpft", "SEARCH_TRIALS": 2}
     papermill.execute_notebook(
         str(ROOT / "notebooks" / "classification-training.ipynb"), str(tmp_path / "run.ipynb"),
         cwd=str(ROOT / "notebooks"), progress_bar=False,
@@ -79,8 +81,14 @@ def test_training_notebook_runs_on_other_tasks(tmp_path, task, teacher, folds, q
     assert logs["task"] == task.removeprefix("data-") and logs["teacher"] == teacher
     assert logs["task_folder"] == task
     guard = logs["data"]["guard"]
-    assert guard["asked_folds"] == folds and guard["folds"] in (folds, TIE_FOLDS)  # a tie pools 3
-    assert ("refit_teacher" in logs["data"]) == (logs["chosen"] == "student-tuned")  # kept tuned is refit
+    if retrains:  # over budget: the guard's verdict on one fold stands and nothing is refit
+        extra = guard_tied(guard) or logs["chosen"] == "student-tuned"
+        assert guard["folds"] == 1 and "refit_teacher" not in logs["data"]
+        assert logs["data"]["budget"]["minutes"] == 0.05 and bool(logs["data"]["budget"]["skipped"]) == extra
+        assert ("Time budget:" in outputs(tmp_path / "run.ipynb")) == extra
+    else:
+        assert guard["asked_folds"] == folds and guard["folds"] in (folds, TIE_FOLDS)  # a tie pools 3
+        assert ("refit_teacher" in logs["data"]) == (logs["chosen"] == "student-tuned")  # kept tuned is refit
     assert (tmp_path / "runs" / logs["task"] / "base" / "run.json").exists()  # checkpoints went where asked
     models = [row["model"] for row in logs["evaluation"]]
     assert models[1:] == ["student-base", "student-tuned"]
