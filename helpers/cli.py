@@ -143,14 +143,15 @@ def add_guard_folds(parser: argparse.ArgumentParser) -> None:
                              "a tie adds folds up to 3 by itself)")
 
 
-def positive_int(value: str, least: int = 1) -> int:
-    """argparse type with a readable error for 0, negatives and words."""
+def positive_int(value: str, least: int = 1, kind: type = int) -> int:
+    """argparse type with a readable error for 0, negatives and words (`kind` float: any number)."""
     try:
-        number = int(value)
+        number = kind(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if number < least:
-        raise argparse.ArgumentTypeError(f"expected a number >= {least}, got {number}")
+        noun = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {noun}, got {value!r}") from None
+    if not number >= least:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a number >= {least}, got {value}")
     return number
 
 
@@ -160,14 +161,8 @@ def non_negative_int(value: str) -> int:
 
 
 def non_negative_float(value: str) -> float:
-    """argparse type for minutes and the like, where 0 means off."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if not number >= 0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return number
+    """argparse type for minutes and the like, where 0 means off (the errors of `positive_int`)."""
+    return positive_int(value, least=0, kind=float)
 
 
 def main(argv: list[str] | None = None) -> int:
