@@ -13,7 +13,9 @@ window:
 - ``head+tail-128-trained``: a student trained on its seed rows cut that way too,
   and tested on test texts cut the same way;
 - ``chunks-128``: the head-128 model, its probabilities averaged over every
-  126-piece chunk of the test text (inference only).
+  126-piece chunk of the test text (inference only);
+- ``head-256-grouped``: head-256 trained on batches of similar length
+  (`StudentConfig.group_by_length`), which pads less.
 
 Student-base is used because it isolates the window: no teacher labels change
 between the rows. Results go to benchmarks/results/long-texts/long-texts.json and into
@@ -61,12 +63,13 @@ def accuracy(probs: np.ndarray, task: Task) -> float:
     return float(np.mean([p == t for p, t in zip(predicted, task.test["label"])]))
 
 
-def train_base(task: Task, seed: int, max_length: int, transform=None):
-    """student-base on the seed rows (validation split as in distill), texts transformed first."""
+def train_base(task: Task, seed: int, max_length: int, transform=None, grouped: bool = False):
+    """student-base on the seed rows (validation split as in distill), texts transformed first;
+    `grouped`: batches of similar length (`StudentConfig.group_by_length`)."""
     train, validation = split_validation(task.train, seed)
     if transform:
         train, validation = (f.assign(text=f["text"].map(transform)) for f in (train, validation))
-    config = StudentConfig(seed=seed, max_length=max_length)
+    config = StudentConfig(seed=seed, max_length=max_length, group_by_length=grouped)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         student = train_student(gold_rows(train, task.classes), validation, task.classes, config, Path(tmp),
@@ -88,7 +91,7 @@ def latency_ms(student, texts: list[str], max_length: int, transform=None) -> di
             for size, values in times.items() if values for stat, q in (("p50", 50), ("p95", 95))}
 
 
-STRATEGIES = ("head-128", "chunks-128", "head+tail-128", "head-256", "head+tail-128-trained")
+STRATEGIES = ("head-128", "chunks-128", "head+tail-128", "head-256", "head+tail-128-trained", "head-256-grouped")
 
 
 def measure(task_dir: Path, seed: int, strategies: tuple[str, ...] = STRATEGIES) -> list[dict]:
@@ -115,6 +118,10 @@ def measure(task_dir: Path, seed: int, strategies: tuple[str, ...] = STRATEGIES)
     if "head-256" in strategies:
         student, seconds = train_base(task, seed, 256)
         record("head-256", predict_proba(student.model, student.tokenizer, texts, 256), seconds,
+               latency_ms(student, texts, 256))
+    if "head-256-grouped" in strategies:
+        student, seconds = train_base(task, seed, 256, grouped=True)
+        record("head-256-grouped", predict_proba(student.model, student.tokenizer, texts, 256), seconds,
                latency_ms(student, texts, 256))
     if "head+tail-128-trained" in strategies:
         cut_text = partial(head_and_tail, AutoTokenizer.from_pretrained(resolve_backbone("minilm")[0]))

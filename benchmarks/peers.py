@@ -11,7 +11,7 @@ peers see the rows our student sees. One JSON per (peer, task, seed) in benchmar
 one that exists is skipped, so a killed run resumes where it stopped.
 
 SetFit (1.2, the pip package) uses the student's body, all-MiniLM-L6-v2 from the local package,
-and the student's window (helpers.limits.MAX_TOKENS). Its 1.x default (num_iterations=None,
+and the student's window on short texts (helpers.limits.MIN_WINDOW). Its 1.x default (num_iterations=None,
 "oversampling") makes every pair of seed rows: ~585,000 pairs, ~36,600 steps on BANKING77 10-shot,
 days on 2 shared cores. So `--iterations 20` (the paper's and SetFit 0.x's default: 20 positive and
 20 negative pairs per row), one body epoch, batch 16, logistic-regression head: the documented
@@ -75,17 +75,17 @@ def run_setfit(task: Task, seed: int, iterations: int = 20) -> dict:
     from setfit import SetFitModel, Trainer, TrainingArguments
     from transformers import set_seed
 
-    from helpers.limits import MAX_TOKENS
+    from helpers.limits import MIN_WINDOW  # the 128-piece window these records were measured at
     from helpers.models import resolve_backbone
 
     set_seed(seed)
     path, kwargs = resolve_backbone("minilm")
     model = SetFitModel.from_pretrained(path, **kwargs)
-    model.model_body.max_seq_length = MAX_TOKENS
+    model.model_body.max_seq_length = MIN_WINDOW
     index = {c: i for i, c in enumerate(task.classes)}  # ints: no reliance on SetFit's string-label handling
     train = Dataset.from_dict({"text": task.train["text"].tolist(), "label": task.train["label"].map(index).tolist()})
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(output_dir=tmp, num_iterations=iterations, seed=seed, max_length=MAX_TOKENS,
+        args = TrainingArguments(output_dir=tmp, num_iterations=iterations, seed=seed, max_length=MIN_WINDOW,
                                  report_to="none", save_strategy="no", show_progress_bar=False)
         trainer = Trainer(model=model, args=args, train_dataset=train)
         start = time.perf_counter()
@@ -97,7 +97,7 @@ def run_setfit(task: Task, seed: int, iterations: int = 20) -> dict:
     evaluation = evaluate_predictions("setfit", task.test["label"].tolist(), pred, task.classes)
     return {**scores(evaluation), "train_seconds": round(train_s, 1), "predict_seconds": round(predict_s, 1),
             "settings": {"num_iterations": iterations, "body_epochs": 1, "batch_size": 16,
-                         "head": "LogisticRegression", "max_length": MAX_TOKENS, "body": "all-MiniLM-L6-v2"}}
+                         "head": "LogisticRegression", "max_length": MIN_WINDOW, "body": "all-MiniLM-L6-v2"}}
 
 
 PEERS: dict[str, Callable[[Task, int], dict]] = {"tfidf": run_tfidf, "setfit": run_setfit}

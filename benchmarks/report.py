@@ -12,13 +12,17 @@ PLOT = "benchmarks/accuracy.png"
 # v2: it is rebuilt without them (records carry data.teacher_seed_rows);
 # v3: as v2, and a kept student-tuned is retrained from the teacher of every seed row (data.refit).
 # v4-lpft: as v3, trained with helpers/recipes.py's "lpft" recipe (records carry "recipe").
-# A record's "settings" (recipe fields overridden for one run) follow its recipe's name, e.g. "v3 max_steps=0".
+# A record's "settings" (recipe fields overridden for one run) follow its recipe's name, e.g. "v3 max_steps=0",
+# and so does a window chosen from the data other than 128 ("v3 window=256").
 # See benchmarks/NOTES.md.
 
 
 def recipe(record: dict) -> str:
     data = record.get("data", {})
     settings = "".join(f" {name}={value}" for name, value in sorted(record.get("settings", {}).items()))
+    window = record.get("window", {}).get("max_length", 128)  # records before the window was chosen: 128
+    if window != 128 and "max_length" not in record.get("settings", {}):
+        settings += f" window={window}"
     if record.get("recipe", "v3") != "v3":
         return f"v4-{record['recipe']}{settings}"
     return ("v3" if data.get("refit") else "v2" if "teacher_seed_rows" in data else "v1") + settings
@@ -124,12 +128,13 @@ def timing_stats(timings: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         size_mb=("size_mb", "first"), load_min=("load_before", "min"), load_max=("load_after", "max"))
 
 
-def serving_table(root: Path) -> str:
+def serving_table(root: Path, name: str = "serving.json") -> str:
     """fp32 against int8 serving (benchmarks/serving.py): agreement per task, then the median and
     range over the runs of every timing, with the load average seen around it."""
-    path = root / "benchmarks" / "results" / "serving" / "serving.json"
+    path = root / "benchmarks" / "results" / "serving" / name
     if not path.exists():
-        return "Not run yet: `python benchmarks/serving.py --model banking-routing=model`."
+        return (f"Not run yet: `python benchmarks/serving.py --model banking-routing=model "
+                f"--json benchmarks/results/serving/{name}`.")
     record = json.loads(path.read_text())
     tasks = pd.DataFrame(record["tasks"]).T.infer_objects().rename_axis("task").reset_index()
     if not record["timings"]:
@@ -206,6 +211,8 @@ def render(records: list[dict], machine: str, root: Path = Path(__file__).resolv
         "## Peers (SetFit, TF-IDF) on the same folds", "", peers_table(root), "",
         "## Long texts: how much the student reads", "", long_text_table(root), "",
         "## Serving: fp32 PyTorch against int8 ONNX", "", serving_table(root), "",
+        "## Serving a long-text student (a 256-piece window chosen from the data)", "",
+        serving_table(root, "serving-window256.json"), "",
         "## Smaller students: 6, 4 and 3 layers", "", small_students_table(root), "",
         "## HTTP teacher concurrency", "", http_concurrency_table(root), "",
         "## Every run", "", frame.to_markdown(index=False), "",

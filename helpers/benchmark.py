@@ -63,6 +63,7 @@ def run_benchmark(task_dir: str | Path, teacher_spec: str, backbone: str = "mini
     return {
         "task": report.task.name, "n_test": len(report.task.test), "seed": seed, "recipe": recipe,
         "settings": settings or {},
+        "window": {"max_length": student.config.max_length, "group_by_length": student.config.group_by_length},
         "teacher": {"spec": teacher_spec, **scores(teacher),
                     "texts_per_s": round(1 / teacher.seconds_per_text, 2) if teacher.seconds_per_text else None},
         "student_base": scores(base),

@@ -11,7 +11,7 @@ import re
 
 import pandas as pd
 
-from helpers.limits import LONG_TEXT_WORDS, MAX_CELL_CHARS, MAX_TOKENS
+from helpers.limits import LONG_TEXT_WORDS, MAX_CELL_CHARS, MAX_WINDOW
 from helpers.problems import Problems, shorten
 from helpers.tables import label_key
 
@@ -63,8 +63,8 @@ def check_texts(frame: pd.DataFrame, column: str, name: str, problems: Problems)
                           row=int(row), column=column, value=text)
     long = int((frame[column].str.split().str.len() > LONG_TEXT_WORDS).sum())
     if long:
-        problems.warn(name, f"{long} text(s) are longer than ~{LONG_TEXT_WORDS} words; the student reads the "
-                      f"first {MAX_TOKENS} word pieces (about {LONG_TEXT_WORDS} words) of each",
+        problems.warn(name, f"{long} text(s) are longer than ~{LONG_TEXT_WORDS} words; the student reads at most "
+                      f"the first {MAX_WINDOW} word pieces (about {LONG_TEXT_WORDS} words) of each",
                       "put what decides the class near the start of such texts", column=column)
 
 

@@ -28,7 +28,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from helpers.student import StudentConfig
 
     config = StudentConfig.recipe(args.recipe, backbone=args.backbone, seed=args.seed,
-                                  device=resolve_device(args.device), epochs=args.epochs, max_steps=args.max_steps)
+                                  device=resolve_device(args.device), epochs=args.epochs, max_steps=args.max_steps,
+                                  max_length=args.max_length)
     if args.test_mode:  # a CI smoke run (as rasbt's --test_mode): every stage, 10 steps per student, not a model
         config = replace(config, epochs=1).with_floor(10)
     work_dir = args.work_dir or Path(".cache/runs") / Path(args.task).resolve().name
@@ -50,8 +51,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from helpers.recipes import parse_settings
 
     settings = parse_settings(args.set)
-    if args.max_steps is not None:
-        settings.setdefault("max_steps", args.max_steps)
+    for name in ("max_steps", "max_length"):
+        if getattr(args, name) is not None:
+            settings.setdefault(name, getattr(args, name))
     record = run_benchmark(args.task, args.teacher, args.backbone, args.seed, args.max_unlabelled, args.epochs,
                            args.guard_folds, args.recipe, settings)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -135,6 +137,9 @@ def add_recipe(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=non_negative_int, default=None,
                         help="cut the epochs to those that fit in N updates, for big corpora (0: no cap; "
                              "default: the recipe's, 320)")
+    parser.add_argument("--max-length", type=positive_int, default=None, metavar="N",
+                        help="the student's window in word pieces (default: chosen from the task's texts, "
+                             "128 to 256)")
 
 
 def add_guard_folds(parser: argparse.ArgumentParser) -> None:

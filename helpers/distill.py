@@ -35,6 +35,7 @@ from helpers.guard import TIE_FOLDS, choose_student, guard_scores, split_validat
 from helpers.student import StudentConfig, TrainedStudent, gold_rows, train_student
 from helpers.task import Task, normalise
 from helpers.teachers.base import Teacher, TeacherLabels, texts_shortened
+from helpers.window import fit_to_task
 
 NEAR_DUPLICATE = 0.95
 CAP_RATIO = 1.5
@@ -198,6 +199,8 @@ def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = 
         budget: The run's time budget (helpers/budget.py): student-base and student-tuned
             always train; a tie-break fold or the refit runs only if it still fits.
             None: no limit.
+
+    A `config` whose window is 0 gets one chosen from the task's texts (helpers/window.py).
     """
     if guard_folds < 1 or search_trials < 0:
         raise ValueError(f"guard_folds must be 1 or more (got {guard_folds}) and search_trials 0 or more "
@@ -205,8 +208,8 @@ def distill(task: Task, teacher: Teacher | None, config: StudentConfig | None = 
     if work_dir is None and resume:
         raise ValueError("resume needs the work_dir where the interrupted run saved its checkpoints")
     with working_folder(work_dir) as work:
-        recipe = Recipe(task, config or StudentConfig(), work, cache_dir, progress, resume, synthetic_per_class,
-                        refit, budget=budget or Budget(None))
+        recipe = Recipe(task, fit_to_task(config or StudentConfig(), task), work, cache_dir, progress, resume,
+                        synthetic_per_class, refit, budget=budget or Budget(None))
         return run_recipe(recipe, teacher, max_unlabelled, teacher_budget, guard_folds, search_trials)
 
 

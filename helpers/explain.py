@@ -166,25 +166,26 @@ def teacher_parameters(teacher) -> int | None:
 def reading_window(task, config) -> str:
     """How much of this task's texts the student reads, measured with its own tokenizer.
 
-    The window is fixed (BENCHMARKS.md, "Long texts": 256 word pieces instead of 128
-    were within the spread on e-commerce at 2.2x the training time, ~5 points better
-    on forum posts); what the data decides is how much that cuts, which a learner
-    should see before training.
+    The window is chosen from the seed rows and unlabelled texts (helpers/window.py);
+    a learner should see what it holds and how much it still cuts before training.
     """
-    from transformers import AutoTokenizer
+    from helpers.limits import MAX_WINDOW, MIN_WINDOW
+    from helpers.window import WINDOW_QUANTILE, backbone_tokenizer, choose_window, token_lengths
 
-    from helpers.models import resolve_backbone
-
-    path, kwargs = resolve_backbone(config.backbone)
-    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-    lines = [f"The student reads the first {config.max_length} word pieces of a text (about "
-             f"{words_in(config.max_length)} words); the rest is ignored, in training and "
-             "in deployment."]
+    tokenizer, positions = backbone_tokenizer(config.backbone)
+    window = config.max_length
+    chosen = choose_window(token_lengths(task.train["text"].tolist() + task.unstructured["text"].tolist(),
+                                         tokenizer), positions)
+    how = (f"chosen from this task's texts: the shortest that holds {WINDOW_QUANTILE:.0%} of the seed and "
+           f"unlabelled texts whole, between {MIN_WINDOW} and {MAX_WINDOW}" if window == chosen else
+           f"set by you (MAX_LENGTH); chosen from this task's texts it would be {chosen}")
+    lines = [f"The student reads the first {window} word pieces of a text (about {words_in(window)} words); "
+             "the rest is ignored, in training and in deployment.", f"  The window was {how}."]
     for name, texts in [("train", task.train["text"]), ("test", task.test["text"]),
                         ("unlabelled", task.unstructured["text"])]:
         if len(texts):
-            lengths = pd.Series([len(ids) for ids in tokenizer(list(texts), verbose=False)["input_ids"]])
+            lengths = pd.Series(token_lengths(list(texts), tokenizer))
             lines.append(f"  {name:<10} {len(texts):>5} texts: median {lengths.median():.0f} word pieces, "
                          f"90th percentile {lengths.quantile(0.9):.0f}, longest {lengths.max()}; "
-                         f"{(lengths > config.max_length).mean():.0%} are cut")
+                         f"{(lengths > window).mean():.0%} are cut")
     return "\n".join(lines)

@@ -6,8 +6,9 @@ one takes its number from here.
 
 from __future__ import annotations
 
-MAX_TOKENS = 128  # the student's window: word-piece tokens it reads, [CLS] and [SEP] included
 EMBEDDER_TOKENS = 256  # the sentence embedder's window (seed classifier, leak check, retrieval), as MiniLM was trained
+MIN_WINDOW = 128  # the student's window (word pieces, [CLS] and [SEP] included) on a task of short texts
+MAX_WINDOW = EMBEDDER_TOKENS  # the most it reads; the window is chosen from the data in between (helpers/window.py)
 TOKENS_PER_WORD = 1.45  # MiniLM word pieces per word: median 1.44 on our example tasks (measured)
 
 
@@ -16,7 +17,7 @@ def words_in(window: int) -> int:
     return int((window - 2) / TOKENS_PER_WORD)
 
 
-LONG_TEXT_WORDS = words_in(MAX_TOKENS)  # ~86 words fill the window
+LONG_TEXT_WORDS = words_in(MAX_WINDOW)  # ~175 words fill the longest window; more is always cut
 
 TEACHER_TEXT_WORDS = 700  # of one text in an LLM teacher's prompt (~1,000 tokens): fits a 4,096-token server
 EXAMPLE_TEXT_WORDS = 150  # of one seed row shown to an LLM teacher as an example, so several fit

@@ -20,6 +20,7 @@ from helpers.limits import TEACHER_TEXT_WORDS
 from helpers.student import StudentConfig
 from helpers.task import Task, load_task
 from helpers.teachers import make_teacher
+from helpers.window import fit_to_task
 
 PACKAGES = ("torch", "transformers", "datasets", "scikit-learn", "pandas", "numpy")
 
@@ -57,7 +58,9 @@ class RunReport:
                  self.table().to_string(), "",
                  f"kept: {self.result.chosen} (validation decides; never worse than seed-only)"
                  + ("; retrained from the teacher of every seed row" if "refit_teacher" in self.result.stats else ""),
-                 f"data: {self.result.stats}"]
+                 f"data: {self.result.stats}",
+                 f"window: the student reads the first {self.result.student.config.max_length} word pieces of a "
+                 "text (--max-length; default chosen from the task's texts)"]
         shortened = self.result.stats.get("teacher_texts_shortened", 0)
         if shortened:
             lines.append(f"{shortened} unlabelled text(s) were longer than {TEACHER_TEXT_WORDS} words; the teacher "
@@ -104,8 +107,8 @@ def run(task_dir: str | Path, teacher_spec: str, out_dir: str | Path | None = "m
     """
     start = time.perf_counter()
     budget = Budget(budget_minutes)
-    config = config or StudentConfig()
     task = load_task(task_dir)
+    config = fit_to_task(config or StudentConfig(), task)  # the window, from the texts (helpers/window.py)
     teacher = make_teacher(teacher_spec, task, device=config.device)
     teacher_report = evaluate_teacher(task, teacher, cache_dir, progress)
     result = distill(task, teacher, config, max_unlabelled, cache_dir, progress=progress,

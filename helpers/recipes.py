@@ -13,8 +13,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields, replace
 
-from helpers.limits import MAX_TOKENS
-
 MAX_STEPS = 320  # updates a big corpus may take beyond the floor (see helpers.student.planned_epochs)
 
 RECIPES: dict[str, dict] = {
@@ -37,7 +35,8 @@ class StudentConfig:
     max_steps: int = MAX_STEPS  # 0: no cap
     learning_rate: float = 1e-4
     batch_size: int = 8
-    max_length: int = MAX_TOKENS
+    max_length: int = 0  # the window in word pieces; 0: chosen from the training texts (helpers/window.py)
+    group_by_length: bool = False  # batches of similar length (helpers/batching.py); a chosen long window sets it
     temperature: float = 2.0
     patience: int = 4
     seed: int = 0
@@ -86,5 +85,5 @@ def parse_settings(pairs: list[str]) -> dict:
         name, _, value = pair.partition("=")
         if name not in types or not value:
             raise ValueError(f"expected NAME=VALUE with NAME one of {', '.join(types)}; got {pair!r}")
-        settings[name] = types[name](value)
+        settings[name] = value.lower() in ("1", "true", "yes") if types[name] is bool else types[name](value)
     return settings

@@ -27,17 +27,19 @@ from transformers import (
     set_seed,
 )
 
+from helpers.batching import SimilarLengths
 from helpers.checkpoints import claim_work_dir, fingerprint
 from helpers.device import per_process_batch, resolve_device, trainer_device_args
-from helpers.limits import MAX_TOKENS
+from helpers.limits import MIN_WINDOW, saved_window
 from helpers.models import quiet_loading, resolve_backbone, set_threads
 from helpers.recipes import StudentConfig
 from helpers.warmstart import warm_start
+from helpers.window import fit_window
 
 EVAL_EVERY_MIN_STEPS = 10
 
 
-def load_student(backbone: str, classes: list[str], window: int = MAX_TOKENS):
+def load_student(backbone: str, classes: list[str], window: int = MIN_WINDOW):
     """Tokenizer and a fresh classification head named with the task's classes.
 
     The tokenizer carries the training window as its ``model_max_length``, saved with
@@ -89,6 +91,14 @@ def distillation_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torc
 
 class DistillationTrainer(Trainer):
     """`Trainer` whose loss reads soft targets, row weights and temperatures from the batch."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        """With ``group_by_length``, `SimilarLengths`: Trainer's own sampler sorts within groups of
+        50 batches and not at all under 128 rows, and seed rows are ~40."""
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_train_sampler(train_dataset)
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return SimilarLengths([len(ids) for ids in dataset["input_ids"]], self.args.train_batch_size, self.args.seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         targets = inputs.pop("soft_targets")
@@ -205,6 +215,7 @@ def training_arguments(config: StudentConfig, n_rows: int, n_classes: int, outpu
         save_total_limit=1, load_best_model_at_end=True,
         metric_for_best_model="score", greater_is_better=True, seed=config.seed,
         data_seed=config.seed, full_determinism=True, report_to="none",
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         dataloader_num_workers=0, remove_unused_columns=False,
         **trainer_device_args(resolve_device(config.device)))
 
@@ -238,9 +249,12 @@ def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[st
     Checkpoints (weights, optimizer, scheduler and random state) go to `work_dir`;
     with ``resume`` a run killed part-way continues from its last checkpoint.
     `align_texts` (unlabelled, never the validation or test rows) also feed the
-    warm start's label-free alignment.
+    warm start's label-free alignment. A window of 0 is chosen from the rows'
+    texts (`fit_window`); `distill` chooses it once from the task instead, so that
+    student-base and student-tuned read the same window.
     """
     work_dir = Path(work_dir)
+    config = fit_window(config, rows["text"].tolist() + list(align_texts))
     checkpoint = claim_work_dir(work_dir, fingerprint(rows, validation, classes, config), resume,
                                 resolve_device(config.device))
     set_threads()
@@ -265,9 +279,11 @@ def train_student(rows: pd.DataFrame, validation: pd.DataFrame, classes: list[st
                           checkpoint and Path(checkpoint).name, warmed)
 
 
-def predict_proba(model, tokenizer, texts: list[str], max_length: int = MAX_TOKENS,
+def predict_proba(model, tokenizer, texts: list[str], max_length: int | None = None,
                   batch_size: int = 64) -> np.ndarray:
-    """Class probabilities for texts, in batches, without gradients."""
+    """Class probabilities for texts, in batches, without gradients; read in `max_length`
+    word pieces, by default the window the model was trained with (`saved_window`)."""
+    max_length = max_length or saved_window(tokenizer, model.config.max_position_embeddings)
     chunks = []
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):

@@ -49,6 +49,7 @@ def test_benchmark_smoke_run_writes_every_field(tmp_path):
     assert "tfidf_logreg" in record["baselines"] and record["total_seconds"] > 0
     # no time budget: a record must not depend on how busy the machine was
     assert "guard" in record["data"] and "budget" not in record["data"]
+    assert record["window"] == {"max_length": 128, "group_by_length": False}  # short texts: chosen 128
     json.dumps(record)  # serialisable as the CLI writes it
 
 
@@ -66,11 +67,14 @@ def test_report_renders_mean_and_spread(tmp_path):
     rebuilt = {**record(2, 0.5), "data": {"teacher_seed_rows": 8}}  # the teacher never saw validation
     refit = {**record(3, 0.7), "data": {"teacher_seed_rows": 8, "refit": True}}
     uncapped = {**refit, "seed": 0, "student_base": {"accuracy": 0.6, "macro_f1": 0.6}, "settings": {"max_steps": 0}}
-    text = render([record(0, 0.8), record(1, 0.9), rebuilt, refit, uncapped], "test machine", root=tmp_path)
+    long = {**refit, "seed": 1, "student_base": {"accuracy": 0.4, "macro_f1": 0.4},
+            "window": {"max_length": 256, "group_by_length": True}}
+    text = render([record(0, 0.8), record(1, 0.9), rebuilt, refit, uncapped, long], "test machine", root=tmp_path)
     assert "0.85 ± 0.071" in text and "test machine" in text
     assert re.search(r"\|\s*v1\s*\|.*0\.85 ± 0\.071", text)  # recipes are summarised apart
     assert re.search(r"\|\s*v2\s*\|.*0\.5 ± 0\.0", text) and re.search(r"\|\s*v3\s*\|.*0\.7 ± 0\.0", text)
     assert re.search(r"\|\s*v3 max_steps=0\s*\|.*0\.6 ± 0\.0", text)  # overridden fields label the run
+    assert re.search(r"\|\s*v3 window=256\s*\|.*0\.4 ± 0\.0", text)  # so does a window chosen past 128
     assert (tmp_path / "benchmarks" / "accuracy.png").stat().st_size > 1000
 
 

@@ -35,6 +35,8 @@ def test_validate_ok_and_failing_folders(tmp_path):
     (["--budget-minutes", "-1"], "expected a number >= 0, got -1"),
     (["--budget-minutes", "nan"], "expected a number >= 0, got nan"),
     (["--budget-minutes", "soon"], "expected a number, got 'soon'"),
+    (["--max-length", "0"], "expected a number >= 1, got 0"),
+    (["--max-length", "1000"], "is 1000; minilm reads 16 to 512 word pieces: pick one in that range"),
 ])
 def test_bad_flags_are_explained(tmp_path, flags, message):
     result = cli("distill", "--task", str(make_task(tmp_path / "data-t")), *flags)
@@ -73,6 +75,9 @@ def test_the_recipe_flag_reaches_the_students_config_and_epochs_override_it(tmp_
     assert seen["config"].max_steps == StudentConfig.recipe("v3").max_steps > 0
     assert main(["distill", "--task", task, "--teacher", "seed", "--max-steps", "0"]) == 0
     assert seen["config"].max_steps == 0
+    assert seen["config"].max_length == 0  # chosen from the task's texts (tests/test_window.py)
+    assert main(["distill", "--task", task, "--teacher", "seed", "--max-length", "192"]) == 0
+    assert seen["config"].max_length == 192
     assert seen["budget"] == BUDGET_MINUTES > 0  # the default run has a time budget
     assert main(["distill", "--task", task, "--teacher", "seed", "--budget-minutes", "0"]) == 0
     assert seen["budget"] == 0

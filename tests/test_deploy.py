@@ -18,7 +18,7 @@ import torch
 from helpers import deploy, payoff, quantize
 from helpers.archive import UnsafeArchive, file_tree, safe_extract
 from helpers.export import MODEL_FILES, export_model
-from helpers.limits import MAX_TOKENS
+from helpers.limits import MAX_WINDOW
 from helpers.serve import serve
 from helpers.student import load_student, predict_proba
 
@@ -47,7 +47,7 @@ def student(tmp_path_factory):
     """A MiniLM student with a fitted head, exported (folder + tarball) like training does."""
     root = tmp_path_factory.mktemp("exported")
     torch.manual_seed(0)
-    tokenizer, model = load_student("minilm", CLASSES)
+    tokenizer, model = load_student("minilm", CLASSES, MAX_WINDOW)  # the window long-text tasks get
     fit_head(model, tokenizer)
     tar = root / "shop-model.tar"
     export_model(model, tokenizer, [], {"task": "shop"}, root / "model", tar)
@@ -172,19 +172,19 @@ def test_pipeline_matches_the_in_memory_student(student, pipe):
 
 def test_a_plain_pipeline_cuts_long_texts_where_training_did(student):
     """What the deployment notebook promises a user who loads model/ with transformers alone:
-    with truncation=True a long text is read in its first MAX_TOKENS word pieces, the same
+    with truncation=True a long text is read in its first MAX_WINDOW word pieces, the same
     answer the evaluation (predict_proba at the training window) gave; the untouched
     backbone's tokenizer would read 512 and answer differently."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, TextClassificationPipeline
 
     tokenizer = AutoTokenizer.from_pretrained(student["dir"])
-    assert tokenizer.model_max_length == MAX_TOKENS
+    assert tokenizer.model_max_length == MAX_WINDOW
     plain = TextClassificationPipeline(model=AutoModelForSequenceClassification.from_pretrained(student["dir"]),
                                        tokenizer=tokenizer, top_k=None)
     long_text = "refund the second charge please. " * 20 + "where is my parcel, it never arrived. " * 60
     [row] = plain([long_text], truncation=True)
     scores = np.array([{r["label"]: r["score"] for r in row}[c] for c in CLASSES])
-    evaluated = predict_proba(student["model"], student["tokenizer"], [long_text], MAX_TOKENS)[0]
+    evaluated = predict_proba(student["model"], student["tokenizer"], [long_text], MAX_WINDOW)[0]
     np.testing.assert_allclose(scores, evaluated, atol=1e-5)
     read_more = predict_proba(student["model"], student["tokenizer"], [long_text], 512)[0]
     assert np.abs(read_more - evaluated).max() > 1e-3  # the window decides the answer on this text
@@ -331,7 +331,7 @@ def test_onnx_classifier_has_the_pipelines_api_and_window(pipe, onnx_dir):
     takes its activation scale from the whole batch, so a text's scores move a little with
     its neighbours (0.04 here), but not its class."""
     onnx = quantize.OnnxClassifier(onnx_dir)
-    long_text = "my parcel never arrived and " * 200  # far past the 128-token window
+    long_text = "my parcel never arrived and " * 200  # far past the 256-token window
     texts = [long_text, "refund please", "where is my parcel " * 20, "cannot log in"]
     rows = onnx(texts)
     assert [len(row) for row in rows] == [3] * 4
@@ -345,7 +345,7 @@ def test_onnx_classifier_has_the_pipelines_api_and_window(pipe, onnx_dir):
     np.testing.assert_allclose(onnx.predict_proba(texts, batch_size=1), alone, atol=1e-5)
     expected_ids = pipe.tokenizer(texts, truncation=True)["input_ids"]
     assert [e.ids for e in onnx.tokenizer.encode_batch(texts)] == expected_ids
-    assert len(expected_ids[0]) == MAX_TOKENS
+    assert len(expected_ids[0]) == MAX_WINDOW
     assert deploy.class_names(onnx) == deploy.class_names(pipe) == CLASSES
 
 

@@ -20,7 +20,10 @@ from helpers.student import StudentConfig, gold_rows, train_student
 from helpers.task import load_task
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = StudentConfig(epochs=2, min_steps=60, min_examples_per_class=0, batch_size=4, patience=100)
+# Batches of similar length (helpers/batching.py): its order must come from (seed, epoch) alone, or a resumed run
+# would see other batches than the unbroken one and end elsewhere.
+CONFIG = StudentConfig(epochs=2, min_steps=60, min_examples_per_class=0, batch_size=4, patience=100,
+                       group_by_length=True)
 TRAIN = [("I want my money back", "refund"), ("please refund the order", "refund"),
          ("refund me for the broken kettle", "refund"), ("money back for my late order", "refund"),
          ("parcel has not arrived", "delivery"), ("where is my package", "delivery"),

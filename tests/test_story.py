@@ -15,6 +15,7 @@ from helpers.deploy import CsvError
 from helpers.evaluate import TeacherReport, evaluate_predictions
 from helpers.student import StudentConfig
 from helpers.task import load_task
+from helpers.window import fit_to_task
 
 CLASSES = ["refund", "delivery"]
 GOLD = ["refund"] * 5 + ["delivery"] * 5
@@ -146,9 +147,12 @@ def test_seed_teacher_is_named_the_baseline_not_compared_with_itself():
 def test_reading_window_counts_the_texts_the_student_cuts(tmp_path):
     long_text = "the parcel " * 200  # ~400 word pieces, far past the window
     folder = make_task(tmp_path / "data-shop", train=[("refund please", "refund"), ("where is it", "delivery"),
-                                        (long_text, "delivery"), ("money back", "refund")])
-    text = explain.reading_window(load_task(folder), StudentConfig())
-    assert "first 128 word pieces" in text
+                                        (long_text, "delivery"), ("money back", "refund")],
+                       context=[f"a short unlabelled note, number {i}" for i in range(20)])  # 1 long text in 24
+    task = load_task(folder)
+    text = explain.reading_window(task, fit_to_task(StudentConfig(), task))
+    assert "first 128 word pieces" in text and "chosen from this task's texts" in text
     train_line = next(line for line in text.splitlines() if line.strip().startswith("train"))
     assert "25% are cut" in train_line and "4 texts" in train_line
-    assert "0% are cut" in explain.reading_window(load_task(folder), StudentConfig(max_length=512))
+    mine = explain.reading_window(task, fit_to_task(StudentConfig(max_length=512), task))
+    assert "0% are cut" in mine and "set by you (MAX_LENGTH); chosen from this task's texts it would be 128" in mine

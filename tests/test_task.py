@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import CONTEXT, TEST, TRAIN, make_task, write_csv
 
-from helpers.limits import LONG_TEXT_WORDS, MAX_TOKENS
+from helpers.limits import LONG_TEXT_WORDS, MAX_WINDOW, words_in
 from helpers.problems import TaskError
 from helpers.task import inspect_task, load_task
 
@@ -264,7 +264,8 @@ def test_long_texts_counted(task_dir):
     write_csv(task_dir / "train.csv", "question,answer", TRAIN + [(long, "refund"), (long + " x", "refund")])
     (p,) = warnings_of(task_dir)
     assert p.message.startswith(f"2 text(s) are longer than ~{LONG_TEXT_WORDS} words")
-    assert f"first {MAX_TOKENS} word pieces" in p.message
+    assert f"at most the first {MAX_WINDOW} word pieces" in p.message
+    assert LONG_TEXT_WORDS == words_in(MAX_WINDOW) < 300  # the warning and the longest window agree
 
 
 def test_class_without_test_rows_warned(task_dir):
