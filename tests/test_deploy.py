@@ -26,6 +26,8 @@ CLASSES = ["refund", "delivery", "account"]
 TEXTS = ["I want my money back", "where is my parcel", "reset my password please",
          "the package never arrived", "refund the second charge", "cannot log in"]
 LABELS = [0, 1, 2, 1, 0, 2]
+# ~580 word pieces: refund words inside the window, delivery words mostly past it
+LONG_TEXT = "refund the second charge please. " * 20 + "where is my parcel, it never arrived. " * 60
 
 
 def fit_head(model, tokenizer) -> None:
@@ -181,13 +183,35 @@ def test_a_plain_pipeline_cuts_long_texts_where_training_did(student):
     assert tokenizer.model_max_length == MAX_WINDOW
     plain = TextClassificationPipeline(model=AutoModelForSequenceClassification.from_pretrained(student["dir"]),
                                        tokenizer=tokenizer, top_k=None)
-    long_text = "refund the second charge please. " * 20 + "where is my parcel, it never arrived. " * 60
+    long_text = LONG_TEXT
     [row] = plain([long_text], truncation=True)
     scores = np.array([{r["label"]: r["score"] for r in row}[c] for c in CLASSES])
     evaluated = predict_proba(student["model"], student["tokenizer"], [long_text], MAX_WINDOW)[0]
     np.testing.assert_allclose(scores, evaluated, atol=1e-5)
     read_more = predict_proba(student["model"], student["tokenizer"], [long_text], 512)[0]
     assert np.abs(read_more - evaluated).max() > 1e-3  # the window decides the answer on this text
+
+
+def test_one_text_a_csv_and_http_read_a_long_text_in_the_window_the_evaluation_used(student, pipe, server,
+                                                                                     tmp_path):
+    evaluated = predict_proba(student["model"], student["tokenizer"], [LONG_TEXT], MAX_WINDOW)[0]
+    assert np.abs(predict_proba(student["model"], student["tokenizer"], [LONG_TEXT], 512)[0]
+                  - evaluated).max() > 1e-3  # the window decides the answer on this text
+    one = deploy.predict_one(pipe, LONG_TEXT)
+    np.testing.assert_allclose(in_class_order(zip(one["label"], one["probability"])), evaluated, atol=1e-5)
+    source = tmp_path / "long.csv"
+    source.write_text(f'question\n"{LONG_TEXT}"\n', encoding="utf-8")
+    frame, _ = deploy.predict_csv(pipe, source)
+    assert frame["probability"][0] == pytest.approx(evaluated.max(), abs=1e-4)  # written rounded to 4 places
+    assert frame["prediction"][0] == CLASSES[int(evaluated.argmax())]
+    [row] = post(server, {"texts": [LONG_TEXT]}).json()["predictions"]
+    np.testing.assert_allclose(in_class_order((r["label"], r["score"]) for r in row), evaluated, atol=1e-4)
+
+
+def in_class_order(pairs) -> np.ndarray:
+    """(label, score) pairs as scores in CLASSES order."""
+    scores = dict(pairs)
+    return np.array([scores[c] for c in CLASSES])
 
 
 def test_predict_one_is_a_sorted_probability_table(pipe):
