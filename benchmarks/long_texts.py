@@ -18,8 +18,11 @@ window:
   (`StudentConfig.group_by_length`), which pads less.
 
 Student-base is used because it isolates the window: no teacher labels change
-between the rows. Results go to benchmarks/results/long-texts/long-texts.json and into
-BENCHMARKS.md through `report.py`.
+between the rows. With ``--embedder`` it also scores the seed classifier (the default
+teacher) on embeddings of the first 256 pieces, as today, against the length-weighted
+mean of the embeddings of every 254-piece chunk (deterministic: no seeds).
+Results go to benchmarks/results/long-texts/long-texts.json and into BENCHMARKS.md
+through `report.py`.
 """
 
 from __future__ import annotations
@@ -132,6 +135,41 @@ def measure(task_dir: Path, seed: int, strategies: tuple[str, ...] = STRATEGIES)
     return rows
 
 
+def chunk_embeddings(texts: list[str], size: int = 254) -> np.ndarray:
+    """Mean-pooled MiniLM embeddings of every `size`-piece chunk of each text, averaged by chunk length."""
+    import torch
+
+    from helpers.embeddings import load_encoder
+
+    tokenizer, model = load_encoder()
+    vectors = []
+    with torch.inference_mode():
+        for text in texts:
+            ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"] or [tokenizer.unk_token_id]
+            chunks = [ids[i:i + size] for i in range(0, len(ids), size)]
+            pooled = [model(input_ids=torch.tensor([[tokenizer.cls_token_id, *c, tokenizer.sep_token_id]]))
+                      .last_hidden_state[0].mean(0) * len(c) for c in chunks]
+            vectors.append(torch.nn.functional.normalize(torch.stack(pooled).sum(0), dim=-1).numpy())
+    return np.stack(vectors)
+
+
+def embedder_accuracy(task_dir: Path) -> list[dict]:
+    """The seed classifier's test accuracy with the embedder reading the first 256 pieces or every chunk."""
+    from helpers.embeddings import embed
+    from helpers.teachers.seed import fit_classifier
+
+    task = load_task(task_dir)
+    labels = [task.classes.index(c) for c in task.train["label"]]
+    truth = np.array([task.classes.index(c) for c in task.test["label"]])
+    rows = []
+    for strategy, vectors in (("embedder head-256", embed), ("embedder chunks-256", chunk_embeddings)):
+        model = fit_classifier(vectors(task.train["text"].tolist()), labels, len(task.classes))
+        predicted = model.predict(vectors(task.test["text"].tolist()))
+        rows.append({"task": task.name, "strategy": strategy, "seed_classifier_accuracy":
+                     round(float((predicted == truth).mean()), 4)})
+    return rows
+
+
 def token_lengths(task_dir: Path) -> dict:
     """Word pieces per text in the task's files (the student's tokenizer)."""
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("minilm")[0])
@@ -148,8 +186,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES,
                         help="measure only these (default: all)")
+    parser.add_argument("--embedder", action="store_true",
+                        help="only score the seed classifier on head-256 against chunk-averaged embeddings")
     args = parser.parse_args()
     results = json.loads(OUT.read_text()) if OUT.exists() else {"runs": [], "lengths": []}
+    if args.embedder:
+        names = {load_task(ROOT / t).name for t in args.tasks}
+        results["embedder"] = [r for r in results.get("embedder", []) if r["task"] not in names] + [
+            row for t in args.tasks for row in embedder_accuracy(ROOT / t)]
+        OUT.write_text(json.dumps(results, indent=1) + "\n")
+        print(json.dumps(results["embedder"]))
+        return
     for task_dir in args.tasks:
         results["lengths"] = [r for r in results["lengths"] if r["task"] != load_task(ROOT / task_dir).name]
         results["lengths"].append(token_lengths(ROOT / task_dir))

@@ -109,7 +109,12 @@ def long_text_table(root: Path) -> str:
                           **{label: grouped[column].mean().round(1) for column, label in latency.items()
                              if column in runs}}).reset_index()
     lengths = pd.DataFrame(results["lengths"]).to_markdown(index=False)
-    return f"Word pieces per train and test text:\n\n{lengths}\n\n{frame.to_markdown(index=False)}"
+    measured, embedder = pd.DataFrame(results.get("embedder", [])), ""
+    if len(measured):
+        table = measured.pivot(index="task", columns="strategy", values="seed_classifier_accuracy").to_markdown()
+        embedder = ("\n\nThe embedder's reading (`--embedder`): the seed classifier's test accuracy, no seeds "
+                    f"(it is deterministic):\n\n{table}")
+    return f"Word pieces per train and test text:\n\n{lengths}\n\n{frame.to_markdown(index=False)}{embedder}"
 
 
 def retired_table(root: Path) -> str:

@@ -88,8 +88,12 @@ def test_long_text_runs_render_latency_for_texts_in_and_past_the_window(tmp_path
     old = {"task": "shop", "seed": 0, "strategy": "head-128", "accuracy": 0.8, "train_seconds": 10, "p50_ms_batch1": 5}
     new = {**old, "seed": 1, "accuracy": 0.9, "p50_ms_short": 3.0, "p95_ms_short": 4.0, "p50_ms_long": 9.0,
            "p95_ms_long": 12.0}
-    path.write_text(json.dumps({"runs": [old, new], "lengths": [{"task": "shop", "median": 90}]}))
+    embedder = [{"task": "shop", "strategy": s, "seed_classifier_accuracy": a}
+                for s, a in (("embedder head-256", 0.625), ("embedder chunks-256", 0.604))]
+    path.write_text(json.dumps({"runs": [old, new], "lengths": [{"task": "shop", "median": 90}],
+                                "embedder": embedder}))
     table = long_text_table(tmp_path)
+    assert re.search(r"\|\s*shop\s*\|\s*0\.604\s*\|\s*0\.625\s*\|", table)  # one row per task, a column each
     assert "p95 ms, longer text" in table and "30 mixed texts (older runs)" in table
     cells = r"\|\s*shop\s*\|\s*head-128\s*\|\s*2\s*\|\s*0\.85 ± 0\.071\s*\|" + r"\s*{}\s*\|" * 6
     assert re.search(cells.format(10, 3, 4, 9, 12, 5), table)
