@@ -21,7 +21,8 @@ from helpers.task import load_task
 from helpers.teachers.base import TeacherLabels
 from helpers.teachers.seed import SeedTeacher
 
-TINY = StudentConfig(epochs=1, min_steps=2, min_examples_per_class=0, batch_size=4, patience=2)
+# A window set by hand, which distill keeps as given, so configs compare equal before and after it
+TINY = StudentConfig(epochs=1, min_steps=2, min_examples_per_class=0, batch_size=4, patience=2, max_length=128)
 CLASSES = {"refund": "Wants money back.", "delivery": "Asks where a parcel is.", "account": "Login or password."}
 TRAIN = [("I want my money back", "refund"), ("please refund the order", "refund"),
          ("refund me for the broken kettle", "refund"), ("money back for my late order", "refund"),
