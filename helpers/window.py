@@ -14,6 +14,7 @@ and the 256 the sentence embedder was trained at.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -26,7 +27,7 @@ WINDOW_QUANTILE = 0.9  # the share of texts the window should hold whole
 SHORTEST_WINDOW = 16  # a window a user may set: [CLS], [SEP] and a few words
 
 
-def choose_window(lengths, max_positions: int = MAX_WINDOW) -> int:
+def choose_window(lengths: Sequence[int], max_positions: int = MAX_WINDOW) -> int:
     """The smallest multiple of `WINDOW_STEP` that holds `WINDOW_QUANTILE` of the texts
     whole ([CLS] and [SEP] counted), kept within MIN_WINDOW..MAX_WINDOW and the
     model's position table. A task of short texts gets MIN_WINDOW, as every task had
@@ -40,7 +41,7 @@ def token_lengths(texts: list[str], tokenizer) -> list[int]:
     return [len(ids) for ids in tokenizer(list(texts), verbose=False)["input_ids"]] if len(texts) else []
 
 
-def backbone_tokenizer(backbone: str):
+def backbone_tokenizer(backbone: str) -> tuple[object, int]:
     """The student's tokenizer and how many positions its model holds."""
     from transformers import AutoConfig, AutoTokenizer
 
