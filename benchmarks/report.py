@@ -13,7 +13,8 @@ PLOT = "benchmarks/accuracy.png"
 # v3: as v2, and a kept student-tuned is retrained from the teacher of every seed row (data.refit).
 # v4-lpft: as v3, trained with helpers/recipes.py's "lpft" recipe (records carry "recipe").
 # A record's "settings" (recipe fields overridden for one run) follow its recipe's name, e.g. "v3 max_steps=0",
-# and so does a window chosen from the data other than 128 ("v3 window=256").
+# and so does a window chosen from the data other than 128 ("v3 window=256") and a recipe search
+# ("v3 search=8": `--search-trials 8`, Optuna trials over student-tuned's recipe on held-out seed rows).
 # See benchmarks/NOTES.md.
 
 
@@ -23,6 +24,8 @@ def recipe(record: dict) -> str:
     window = record.get("window", {}).get("max_length", 128)  # records before the window was chosen: 128
     if window != 128 and "max_length" not in record.get("settings", {}):
         settings += f" window={window}"
+    if record.get("search_trials"):
+        settings += f" search={record['search_trials']}"
     if record.get("recipe", "v3") != "v3":
         return f"v4-{record['recipe']}{settings}"
     return ("v3" if data.get("refit") else "v2" if "teacher_seed_rows" in data else "v1") + settings

@@ -28,28 +28,35 @@ def slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in text)
 
 
-def run_one(task_dir: Path, teacher: str, seed: int, guard_folds: int = 1, recipe: str = "v3") -> Path:
+def run_one(task_dir: Path, teacher: str, seed: int, guard_folds: int = 1, recipe: str = "v3",
+            search_trials: int = 0) -> Path:
     """One `python -m helpers benchmark` call in a subprocess (fresh memory, honest timing)."""
     guard = f"-guard{guard_folds}" if guard_folds > 1 else ""
-    tag = "" if recipe == "v3" else f"-{recipe}"
+    tag = ("" if recipe == "v3" else f"-{recipe}") + (f"-search{search_trials}" if search_trials else "")
     out = RESULTS / f"{slug(task_dir.name.removeprefix('data-'))}-{slug(teacher)}{guard}{tag}-seed{seed}.json"
     cmd = [sys.executable, "-m", "helpers", "benchmark", "--task", str(task_dir), "--teacher", teacher,
-           "--seed", str(seed), "--guard-folds", str(guard_folds), "--recipe", recipe, "--json", str(out)]
+           "--seed", str(seed), "--guard-folds", str(guard_folds), "--recipe", recipe,
+           "--search-trials", str(search_trials), "--json", str(out)]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return out
 
 
+def variants(recipes: list[str], searches: list[int]) -> list[tuple[str, int]]:
+    """Every (recipe, search trials) pair a task and seed runs, side by side in one call."""
+    return [(recipe, trials) for recipe in recipes for trials in searches]
+
+
 def run_banking77(source: Path, shots: list[int], teacher: str, seeds: list[int], max_unlabelled: int,
-                  recipes: list[str]) -> None:
+                  recipes: list[str], searches: list[int]) -> None:
     from helpers.benchmark import build_banking77_task
 
     with tempfile.TemporaryDirectory() as tmp:
         for k in shots:
             task = build_banking77_task(source, k, Path(tmp) / f"data-banking77-{k}shot", max_unlabelled)
             for seed in seeds:
-                for recipe in recipes:
-                    run_one(task, teacher, seed, recipe=recipe)
+                for recipe, trials in variants(recipes, searches):
+                    run_one(task, teacher, seed, recipe=recipe, search_trials=trials)
 
 
 def machine() -> str:
@@ -76,21 +83,24 @@ def main() -> None:
     parser.add_argument("--guard-folds", type=int, default=1, help="folds the never-worse guard pools")
     parser.add_argument("--recipes", nargs="+", default=["v3"],
                         help="training recipes (helpers/recipes.py), run side by side for each task and seed")
+    parser.add_argument("--search-trials", type=int, nargs="+", default=[0],
+                        help="recipe-search trials (0: none), run side by side, e.g. 0 8")
     parser.add_argument("--render", action="store_true", help="only rebuild BENCHMARKS.md")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if "tasks" in args.suite:
         for task in args.tasks:
             for seed in args.seeds:
-                for recipe in args.recipes:
-                    run_one(ROOT / task, args.teacher, seed, args.guard_folds, recipe)
+                for recipe, trials in variants(args.recipes, args.search_trials):
+                    run_one(ROOT / task, args.teacher, seed, args.guard_folds, recipe, trials)
     if "banking77" in args.suite:
         from helpers.benchmark import find_banking77
 
         source = args.banking77 or find_banking77(ROOT)
         if source is None:
             parser.error("BANKING77 not found: pass --banking77 DIR")
-        run_banking77(source, args.shots, args.banking77_teacher, args.seeds, args.max_unlabelled, args.recipes)
+        run_banking77(source, args.shots, args.banking77_teacher, args.seeds, args.max_unlabelled, args.recipes,
+                      args.search_trials)
     from report import render
 
     records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json")) if p.name != "teachers.json"]

@@ -44,17 +44,18 @@ def scores(evaluation: Evaluation) -> dict:
 
 def run_benchmark(task_dir: str | Path, teacher_spec: str, backbone: str = "minilm", seed: int = 0,
                   max_unlabelled: int | None = None, epochs: int | None = None, guard_folds: int = 1,
-                  recipe: str = DEFAULT_RECIPE, settings: dict | None = None) -> dict:
+                  recipe: str = DEFAULT_RECIPE, settings: dict | None = None, search_trials: int = 0) -> dict:
     """Full pipeline on one task with the named training recipe, `settings` overriding its fields
-    (a lever screened before it becomes a recipe); returns the benchmark record (see BENCHMARKS.md)."""
+    (a lever screened before it becomes a recipe) and `search_trials` Optuna trials over
+    student-tuned's recipe (0: none); returns the benchmark record (see BENCHMARKS.md)."""
     from helpers.deploy import measure_latency
     from helpers.pipeline import run
 
     config = StudentConfig.recipe(recipe, **{"backbone": backbone, "seed": seed, "epochs": epochs, **(settings or {})})
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # no time budget: a record must not depend on how busy the machine was
         report = run(task_dir, teacher_spec, Path(tmp) / "model", config, max_unlabelled,
                      cache_dir=Path(tmp) / "cache", progress=False, guard_folds=guard_folds,
-                     budget_minutes=None)  # a record must not depend on how busy the machine was
+                     search_trials=search_trials, budget_minutes=None)
         student = report.result.student
         latency = measure_latency(student.model, report.task.test["text"].tolist(), student.tokenizer,
                                   size_path=Path(tmp) / "model" / "model.safetensors")
@@ -62,7 +63,7 @@ def run_benchmark(task_dir: str | Path, teacher_spec: str, backbone: str = "mini
     tuned = report.evaluations[2] if len(report.evaluations) > 2 else base
     return {
         "task": report.task.name, "n_test": len(report.task.test), "seed": seed, "recipe": recipe,
-        "settings": settings or {},
+        "settings": settings or {}, "search_trials": search_trials,
         "window": {"max_length": student.config.max_length, "group_by_length": student.config.group_by_length},
         "teacher": {"spec": teacher_spec, **scores(teacher),
                     "texts_per_s": round(1 / teacher.seconds_per_text, 2) if teacher.seconds_per_text else None},

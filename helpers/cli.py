@@ -55,7 +55,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             settings.setdefault(name, getattr(args, name))
     record = run_benchmark(args.task, args.teacher, args.backbone, args.seed, args.max_unlabelled, args.epochs,
-                           args.guard_folds, args.recipe, settings)
+                           args.guard_folds, args.recipe, settings, args.search_trials)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(record, indent=2))
     print(json.dumps(record, indent=2))
@@ -100,9 +100,7 @@ def add_distill(commands) -> None:
                          help=f"time budget for the run (default {BUDGET_MINUTES:g}): the two students always "
                               "train; a guard tie-break fold or the refit that would overrun it is skipped, "
                               "and the report says so (0: no limit)")
-    distill.add_argument("--search-trials", type=non_negative_int, default=0, metavar="N",
-                         help="Optuna trials over student-tuned's learning rate, epochs and temperature, scored on "
-                              "held-out seed rows (never test); each is one more training (default 0: off)")
+    add_search_trials(distill)
     distill.add_argument("--resume", action="store_true",
                          help="continue a killed run from its last checkpoint in --work-dir")
     distill.add_argument("--device", default="auto", type=str.lower, choices=DEVICES,
@@ -125,6 +123,7 @@ def add_benchmark(commands) -> None:
     bench.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                        help="override recipe fields, e.g. --set learning_rate=1e-4 min_steps=150")
     add_guard_folds(bench)
+    add_search_trials(bench)
     bench.add_argument("--json", required=True, help="where to write the JSON record")
     bench.set_defaults(func=cmd_benchmark)
 
@@ -146,6 +145,12 @@ def add_guard_folds(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guard-folds", type=positive_int, default=1,
                         help="seed-row folds the never-worse guard pools (default 1; 3 is steadier, 3x training; "
                              "a tie adds folds up to 3 by itself)")
+
+
+def add_search_trials(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--search-trials", type=non_negative_int, default=0, metavar="N",
+                        help="Optuna trials over student-tuned's learning rate, epochs and temperature, scored on "
+                             "held-out seed rows (never test); each is one more training (default 0: off)")
 
 
 def positive_int(value: str, least: int = 1, kind: type = int) -> int:

@@ -53,6 +53,21 @@ def test_benchmark_smoke_run_writes_every_field(tmp_path):
     json.dumps(record)  # serialisable as the CLI writes it
 
 
+def test_benchmark_runs_the_recipe_search_when_asked(tmp_path):
+    """`--search-trials` reaches the pipeline: the record says how many trials ran and what they chose
+    (a few steps per training: the wiring is tested here, the search itself in test_search)."""
+    from helpers.cli import main
+
+    task = make_task(tmp_path / "data-shop", train=TRAIN)
+    out = tmp_path / "record.json"
+    assert main(["benchmark", "--task", str(task), "--teacher", "seed", "--max-unlabelled", "3", "--epochs", "1",
+                 "--set", "min_steps=2", "min_examples_per_class=0", "--search-trials", "2", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["search_trials"] == 2 and record["settings"] == {"min_steps": 2, "min_examples_per_class": 0}
+    search = record["data"]["search"]
+    assert len(search["trials"]) == 2 and search["chosen"]["trial"] in (0, 1)
+
+
 def test_report_renders_mean_and_spread(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from report import render
@@ -69,12 +84,15 @@ def test_report_renders_mean_and_spread(tmp_path):
     uncapped = {**refit, "seed": 0, "student_base": {"accuracy": 0.6, "macro_f1": 0.6}, "settings": {"max_steps": 0}}
     long = {**refit, "seed": 1, "student_base": {"accuracy": 0.4, "macro_f1": 0.4},
             "window": {"max_length": 256, "group_by_length": True}}
-    text = render([record(0, 0.8), record(1, 0.9), rebuilt, refit, uncapped, long], "test machine", root=tmp_path)
+    searched = {**refit, "seed": 4, "student_base": {"accuracy": 0.3, "macro_f1": 0.3}, "search_trials": 8}
+    text = render([record(0, 0.8), record(1, 0.9), rebuilt, refit, uncapped, long, searched], "test machine",
+                  root=tmp_path)
     assert "0.85 ± 0.071" in text and "test machine" in text
     assert re.search(r"\|\s*v1\s*\|.*0\.85 ± 0\.071", text)  # recipes are summarised apart
     assert re.search(r"\|\s*v2\s*\|.*0\.5 ± 0\.0", text) and re.search(r"\|\s*v3\s*\|.*0\.7 ± 0\.0", text)
     assert re.search(r"\|\s*v3 max_steps=0\s*\|.*0\.6 ± 0\.0", text)  # overridden fields label the run
     assert re.search(r"\|\s*v3 window=256\s*\|.*0\.4 ± 0\.0", text)  # so does a window chosen past 128
+    assert re.search(r"\|\s*v3 search=8\s*\|.*0\.3 ± 0\.0", text)  # and a recipe search
     assert (tmp_path / "benchmarks" / "accuracy.png").stat().st_size > 1000
 
 
