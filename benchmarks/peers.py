@@ -11,7 +11,8 @@ peers see the rows our student sees. One JSON per (peer, task, seed) in benchmar
 one that exists is skipped, so a killed run resumes where it stopped.
 
 SetFit (1.2, the pip package) uses the student's body, all-MiniLM-L6-v2 from the local package,
-and the student's window on short texts (helpers.limits.MIN_WINDOW). Its 1.x default (num_iterations=None,
+and the window our student reads on that task (`helpers.window.fit_to_task`: 128 word pieces on short
+texts, 256 on e-commerce and mental health). Its 1.x default (num_iterations=None,
 "oversampling") makes every pair of seed rows: ~585,000 pairs, ~36,600 steps on BANKING77 10-shot,
 days on 2 shared cores. So `--iterations 20` (the paper's and SetFit 0.x's default: 20 positive and
 20 negative pairs per row), one body epoch, batch 16, logistic-regression head: the documented
@@ -75,17 +76,19 @@ def run_setfit(task: Task, seed: int, iterations: int = 20) -> dict:
     from setfit import SetFitModel, Trainer, TrainingArguments
     from transformers import set_seed
 
-    from helpers.limits import MIN_WINDOW  # the 128-piece window these records were measured at
     from helpers.models import resolve_backbone
+    from helpers.recipes import StudentConfig
+    from helpers.window import fit_to_task
 
+    window = fit_to_task(StudentConfig(), task).max_length  # what our student reads on this task
     set_seed(seed)
     path, kwargs = resolve_backbone("minilm")
     model = SetFitModel.from_pretrained(path, **kwargs)
-    model.model_body.max_seq_length = MIN_WINDOW
+    model.model_body.max_seq_length = window
     index = {c: i for i, c in enumerate(task.classes)}  # ints: no reliance on SetFit's string-label handling
     train = Dataset.from_dict({"text": task.train["text"].tolist(), "label": task.train["label"].map(index).tolist()})
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(output_dir=tmp, num_iterations=iterations, seed=seed, max_length=MIN_WINDOW,
+        args = TrainingArguments(output_dir=tmp, num_iterations=iterations, seed=seed, max_length=window,
                                  report_to="none", save_strategy="no", show_progress_bar=False)
         trainer = Trainer(model=model, args=args, train_dataset=train)
         start = time.perf_counter()
@@ -97,7 +100,7 @@ def run_setfit(task: Task, seed: int, iterations: int = 20) -> dict:
     evaluation = evaluate_predictions("setfit", task.test["label"].tolist(), pred, task.classes)
     return {**scores(evaluation), "train_seconds": round(train_s, 1), "predict_seconds": round(predict_s, 1),
             "settings": {"num_iterations": iterations, "body_epochs": 1, "batch_size": 16,
-                         "head": "LogisticRegression", "max_length": MIN_WINDOW, "body": "all-MiniLM-L6-v2"}}
+                         "head": "LogisticRegression", "max_length": window, "body": "all-MiniLM-L6-v2"}}
 
 
 PEERS: dict[str, Callable[[Task, int], dict]] = {"tfidf": run_tfidf, "setfit": run_setfit}

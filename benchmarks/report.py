@@ -196,13 +196,16 @@ def peers_table(root: Path) -> str:
     if not paths:
         return "Not run yet: `python benchmarks/peers.py --seeds 0 1 2` (needs `pip install -e .[bench]`)."
     runs = pd.DataFrame([json.loads(p.read_text()) for p in paths])
-    grouped = runs.groupby(["task", "peer"])
+    settings = runs["settings"] if "settings" in runs else pd.Series([None] * len(runs))
+    runs["window"] = [str(x.get("max_length", "-")) if isinstance(x, dict) else "-" for x in settings]
+    grouped = runs.groupby(["task", "peer", "window"])  # SetFit reads what our student reads on that task
     frame = pd.DataFrame({"seeds": grouped.size(), "n_train": grouped["n_train"].first(),
                           "accuracy": spread(grouped["accuracy"]), "macro_f1": spread(grouped["macro_f1"]),
                           "train s": grouped["train_seconds"].mean().round(0),
                           "load": grouped["load_before"].mean().round(1)}).reset_index()
-    return "\n".join(["Trained on train.csv only (no teacher, no unlabelled rows); `train s` is wall time on the "
-                      "machine above, `load` its 1-minute load average when the run started.", "",
+    return "\n".join(["Trained on train.csv only (no teacher, no unlabelled rows); `window` is the word pieces "
+                      "SetFit reads (our student's window on that task), `train s` wall time on the machine above, "
+                      "`load` its 1-minute load average when the run started.", "",
                       frame.to_markdown(index=False)])
 
 

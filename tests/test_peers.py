@@ -21,7 +21,7 @@ def record(peer: str, seed: int, accuracy: float, train_seconds: float) -> dict:
     return {"peer": peer, "task": "banking77-10shot", "seed": seed, "n_train": 770, "n_test": 3080,
             "accuracy": accuracy, "macro_f1": accuracy - 0.01, "accuracy_ci": [accuracy - 0.015, accuracy + 0.015],
             "train_seconds": train_seconds, "predict_seconds": 20.0, "load_before": 2.0, "load_after": 2.5,
-            "cpu_count": 2, "finished": "2026-12-02T17:00:00"}
+            "cpu_count": 2, "finished": "2026-12-02T17:00:00", "settings": {"max_length": 128}}
 
 
 def test_recorded_run_is_skipped_and_a_new_one_written(tmp_path, monkeypatch):
@@ -51,6 +51,7 @@ def test_peers_table_shows_mean_and_spread_over_seeds(tmp_path):
     header = [cell.strip() for cell in next(line for line in lines if "accuracy" in line and "|" in line).split("|")]
     row = dict(zip(header, [cell.strip() for cell in next(line for line in lines if "setfit" in line).split("|")]))
     assert row["task"] == "banking77-10shot" and row["seeds"] == "2" and row["n_train"] == "770"
+    assert row["window"] == "128"  # the word pieces SetFit read
     assert row["accuracy"] == "0.82 ± 0.028"  # mean 0.82, sample std of (0.80, 0.84) = 0.0283
     assert row["macro_f1"] == "0.81 ± 0.028"
     assert float(row["train s"]) == 3100  # mean train seconds
