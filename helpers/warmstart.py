@@ -5,27 +5,31 @@ pooler (dense + tanh on the [CLS] token). all-MiniLM-L6-v2 was trained with mean
 pooling, so neither its [CLS] state nor its pooler was ever asked to summarise a
 sentence, and a random head's first updates tear the body apart before the head
 points anywhere useful (Kumar et al. 2022, "Fine-tuning can distort pretrained
-features"). Two levers, both keeping the exported architecture unchanged:
+features"). Three levers, all keeping the exported architecture unchanged:
 
 - ``probe``: fit logistic regression on the pooler outputs of the training rows
   and start the head from it;
 - ``align+probe``: first train the top layer and the pooler so that the pooler
   output points where the frozen mean-pooled sentence embedding points (cosine
-  loss, no labels needed), then probe.
+  loss, no labels needed), then probe;
+- ``align+contrast+probe``: align, then train the whole body on SetFit-style
+  pairs of gold rows (helpers/contrastive.py), then probe.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from helpers.contrastive import train_contrastive
 from helpers.embeddings import embed
 
-WARM_STARTS = ("none", "probe", "align+probe")
+WARM_STARTS = ("none", "probe", "align+probe", "align+contrast+probe")
 
 
 def pooled_features(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64) -> torch.Tensor:
@@ -126,29 +130,52 @@ def lower_states(model, tokenizer, texts: list[str], max_length: int,
     return batches
 
 
-ALIGNED: dict[str, tuple[dict, float]] = {}  # this process's alignments, newest last
+REMEMBERED: dict[str, tuple[list[dict], object]] = {}  # this process's warm-start weights, newest last
+
+
+def remembered(key: str, parts: list[torch.nn.Module], compute: Callable[[], object]) -> object:
+    """Run `compute` (which trains `parts`) once per key; later, load the weights it gave.
+
+    A run trains student-base, student-tuned and its refit on one fold's seed rows and the
+    same corpus: the texts, and so the warm-started weights, are the same each time.
+    """
+    if key not in REMEMBERED:
+        found = compute()
+        REMEMBERED[key] = ([{k: v.detach().clone() for k, v in part.state_dict().items()} for part in parts], found)
+        while len(REMEMBERED) > 2:  # up to a whole body each: keep the current fold's
+            REMEMBERED.pop(next(iter(REMEMBERED)))
+    states, found = REMEMBERED[key]
+    for part, state in zip(parts, states):
+        part.load_state_dict(state)
+    return found
+
+
+def texts_key(model, max_length: int, texts: list[str], *settings) -> str:
+    """What decides a warm start's weights: backbone, window, texts (hashed) and settings."""
+    digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()
+    return "|".join(map(str, [model.config._name_or_path, max_length, *settings, digest]))
 
 
 def aligned_once(model, tokenizer, texts: list[str], max_length: int, epochs: int, seed: int,
                  min_steps: int) -> float:
-    """`align_pooler`, or the weights it gave for the same texts and settings earlier in this process.
-
-    A run trains student-base, student-tuned and its refit on one fold's seed rows and the
-    same corpus: the texts, and so the aligned top layer, are the same each time.
-    """
+    """`align_pooler`, or the weights it gave for the same texts and settings earlier in this process."""
     bert = bert_of(model)
-    parts = [bert.encoder.layer[-1], bert.pooler]
-    digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()
-    key = f"{model.config._name_or_path}|{max_length}|{epochs}|{seed}|{min_steps}|{digest}"
-    if key not in ALIGNED:
-        cosine = align_pooler(model, tokenizer, texts, max_length, epochs, seed=seed, min_steps=min_steps)
-        ALIGNED[key] = ([{k: v.detach().clone() for k, v in part.state_dict().items()} for part in parts], cosine)
-        while len(ALIGNED) > 2:  # a few MB each: keep the current fold's
-            ALIGNED.pop(next(iter(ALIGNED)))
-    states, cosine = ALIGNED[key]
-    for part, state in zip(parts, states):
-        part.load_state_dict(state)
-    return cosine
+    return remembered(texts_key(model, max_length, texts, "align", epochs, seed, min_steps),
+                      [bert.encoder.layer[-1], bert.pooler],
+                      lambda: align_pooler(model, tokenizer, texts, max_length, epochs, seed=seed,
+                                           min_steps=min_steps))
+
+
+def contrasted_once(model, tokenizer, rows: pd.DataFrame, max_length: int, seed: int) -> dict:
+    """`train_contrastive` on the gold rows, or the body it gave them earlier in this process.
+
+    Student-base and student-tuned of a fold share their gold rows, so they share this stage.
+    """
+    gold = rows[rows["source"] == "gold"] if "source" in rows else rows
+    texts, labels = gold["text"].tolist(), [int(np.argmax(t)) for t in gold["soft_targets"]]
+    key = texts_key(model, max_length, texts + [str(labels)], "contrast", seed)
+    return remembered(key, [bert_of(model)],
+                      lambda: train_contrastive(model, tokenizer, texts, labels, max_length, seed=seed))
 
 
 def warm_start(model, tokenizer, rows: pd.DataFrame, how: str, max_length: int, align_epochs: int,
@@ -162,11 +189,13 @@ def warm_start(model, tokenizer, rows: pd.DataFrame, how: str, max_length: int, 
     if how not in WARM_STARTS:
         raise ValueError(f"warm start must be one of {', '.join(WARM_STARTS)}, got {how!r}")
     found = {}
-    if how == "align+probe":
+    if how.startswith("align+"):
         texts = sorted(set(rows["text"].tolist() + list(align_texts)))
         found["align_cosine"] = round(aligned_once(model, tokenizer, texts, max_length, align_epochs, seed,
                                                    align_min_steps), 4)
         found["align_texts"] = len(texts)
+    if how == "align+contrast+probe":
+        found.update(contrasted_once(model, tokenizer, rows, max_length, seed))
     if how != "none":
         found["probe_train_accuracy"] = round(fit_probe_head(model, tokenizer, rows, max_length), 4)
     return found

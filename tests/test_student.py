@@ -466,7 +466,7 @@ def test_the_same_texts_are_aligned_once_and_give_the_same_weights(task, monkeyp
     calls = []
     align = warmstart.align_pooler
     monkeypatch.setattr(warmstart, "align_pooler", lambda *a, **k: calls.append(a[2]) or align(*a, **k))
-    monkeypatch.setattr(warmstart, "ALIGNED", {})
+    monkeypatch.setattr(warmstart, "REMEMBERED", {})
     texts = task.train["text"].tolist()
     first, second, other = (load_student("minilm", task.classes) for _ in range(3))
     cosines = [warmstart.aligned_once(m, t, texts, 32, 2, 0, 0) for t, m in (first, second)]
