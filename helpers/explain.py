@@ -27,7 +27,8 @@ def training_plan(name: str, config, n_rows: int, n_classes: int) -> str:
              f" of {steps_per_epoch} steps, not {config.epochs}: a cap of {config.max_steps} steps keeps a big corpus "
              "to minutes (MAX_STEPS)" if epochs < config.epochs else "")
     name = {"base": "student-base", "tuned": "student-tuned (the one the guard judges)",
-            "tuned-refit": "student-tuned again, taught by the teacher that saw every seed row"
+            "tuned-refit": "student-tuned again, taught by the teacher that saw every seed row",
+            "base-refit": "student-base again, on every seed row (the guard's held-out rows too)"
             }.get(name, name.replace("search/", "recipe search ") if name.startswith("search/")
                   else f"guard check {name}")
     warm = {"probe": " Its head starts from a linear probe on the pooler.",
@@ -95,8 +96,10 @@ def distill_summary(result) -> str:
         base, tuned = guard["student-base"], guard["student-tuned"]
         lines.append(f"Never-worse guard on {base['rows']} held-out rows ({guard['folds']} fold(s)): "
                      f"student-base {base['accuracy']:.0%}, student-tuned {tuned['accuracy']:.0%}.")
-    lines.append(f"Kept: {result.chosen}" + (" (retrained from the teacher that saw every seed row)."
-                                             if "refit_teacher" in stats else "."))
+    lines.append(f"Kept: {result.chosen}" + (" (retrained from the teacher that saw every seed row)"
+                                             if "refit_teacher" in stats else "")
+                 + (f", retrained on every seed row, the guard's {stats['learned_held_out_rows']} held-out rows too."
+                    if "learned_held_out_rows" in stats else "."))
     lines += [f"Time budget: {line}." for line in stats.get("budget", {}).get("skipped", [])]
     return "\n".join(lines)
 

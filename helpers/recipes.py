@@ -50,6 +50,10 @@ class StudentConfig:
     warm_start: str = "none"  # one of helpers.warmstart.WARM_STARTS
     align_epochs: int = 3
     align_min_steps: int = 200  # alignment updates at least (more epochs on a small corpus)
+    # After the guard's verdict, retrain the kept student on every seed row, the guard's held-out ones too
+    # (helpers/distill.py). Only for a short fixed schedule: rows it learns can no longer stop it early.
+    # Off in every recipe: with cft it gained nothing beyond the seed spread (benchmarks/NOTES.md).
+    learn_held_out: bool = False
 
     def floor_steps(self, n_classes: int) -> int:
         """Updates before early stopping may end training: `min_steps`, and enough for

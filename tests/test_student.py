@@ -260,6 +260,33 @@ def test_a_kept_student_tuned_is_retrained_from_the_teacher_of_every_seed_row(ta
         assert len(taught_by) == 1 and "refit_teacher" not in result.stats
 
 
+@pytest.mark.parametrize(("learn_held_out", "tuned_wins"), [(True, False), (True, True), (False, False)])
+def test_a_recipe_that_learns_held_out_rows_delivers_a_student_of_every_seed_row(task, monkeypatch, tmp_path,
+                                                                                 learn_held_out, tuned_wins):
+    """cft's kept student, base or tuned, is retrained on the guard's held-out rows too; v3's never is."""
+    from helpers.distill import Recipe, distill
+    from helpers.teachers.seed import SeedTeacher
+
+    gold_by_name = {}
+
+    def train(self, rows, validation, name):
+        gold_by_name[name] = set(rows.loc[rows["source"] == "gold", "text"])
+        student = Oracle(task, right=("tuned" in name) == tuned_wins)
+        student.name = name
+        return student
+
+    monkeypatch.setattr(Recipe, "teach", lambda self, teacher, texts: (pd.DataFrame(), None, {"teacher_rows": 0}))
+    monkeypatch.setattr(Recipe, "train", train)
+    result = distill(task, SeedTeacher(task), replace(TINY, learn_held_out=learn_held_out), progress=False,
+                     work_dir=tmp_path)
+    train_rows, validation = split_validation(task.train, TINY.seed)
+    assert gold_by_name["base"] == gold_by_name["tuned"] == set(train_rows["text"])  # judged without them
+    refit = result.student.name
+    assert refit == ("tuned-refit" if tuned_wins else "base-refit" if learn_held_out else "base")
+    assert gold_by_name[refit] == set(task.train["text"] if learn_held_out else train_rows["text"])
+    assert result.stats.get("learned_held_out_rows") == (len(validation) if learn_held_out else None)
+
+
 def test_teacher_budget_asks_about_the_least_certain_texts():
     from helpers.distill import least_certain
 
