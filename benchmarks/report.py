@@ -209,13 +209,24 @@ def peers_table(root: Path) -> str:
                       frame.to_markdown(index=False)])
 
 
+# Every record written before records named their machine (2026-12-05) was measured on this one.
+UNNAMED_MACHINE = "2 CPU cores (AMD EPYC), Python 3.11.7, no GPU"
+
+
+def machines(records: list[dict], rendered_on: str) -> str:
+    """Where the records were measured, with how many each: the page may be rebuilt elsewhere."""
+    counts = pd.Series([r.get("machine", UNNAMED_MACHINE) for r in records]).value_counts()
+    measured = "; ".join(f"{name} ({n} records)" for name, n in counts.items())
+    return f"Measured on: {measured}. Rendered on: {rendered_on}."
+
+
 def render(records: list[dict], machine: str, root: Path = Path(__file__).resolve().parents[1]) -> str:
     if not records:
         return "# Benchmarks\n\nNo results yet: run `python benchmarks/run.py --suite tasks`.\n"
     frame = pd.DataFrame([flatten(r) for r in records])
     plot(frame, root)
     return "\n".join([
-        "# Benchmarks", "", f"Machine: {machine}.", "", notes(root), "",
+        "# Benchmarks", "", machines(records, machine), "", notes(root), "",
         "Produced by `make benchmark` (`python benchmarks/run.py`); raw records in `benchmarks/results/`.", "",
         "## Summary (mean ± std over seeds)", "", summary(frame).to_markdown(index=False), "",
         f"![accuracy]({PLOT})", "", "## Teachers on the test sets", "", teacher_table(root), "",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -59,14 +58,6 @@ def run_banking77(source: Path, shots: list[int], teacher: str, seeds: list[int]
                     run_one(task, teacher, seed, recipe=recipe, search_trials=trials)
 
 
-def machine() -> str:
-    import os
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return f"{os.cpu_count()} CPU cores ({cpu}), Python {platform.python_version()}, no GPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=["tasks", "banking77"], action="append", default=[])
@@ -102,6 +93,8 @@ def main() -> None:
         run_banking77(source, args.shots, args.banking77_teacher, args.seeds, args.max_unlabelled, args.recipes,
                       args.search_trials)
     from report import render
+
+    from helpers.benchmark import machine
 
     records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json")) if p.name != "teachers.json"]
     (ROOT / "BENCHMARKS.md").write_text(render(records, machine()))

@@ -8,6 +8,8 @@ TF-IDF + logistic-regression baseline so the students have a cheap rival.
 from __future__ import annotations
 
 import json
+import os
+import platform
 import tempfile
 from pathlib import Path
 
@@ -19,6 +21,16 @@ from sklearn.pipeline import make_pipeline
 from helpers.evaluate import Evaluation, evaluate_predictions
 from helpers.recipes import DEFAULT_RECIPE, StudentConfig
 from helpers.task import Task
+
+
+def machine() -> str:
+    """This machine in a line: a record names where it was measured, since BENCHMARKS.md
+    may be rendered on another machine than the one that timed it."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+               platform.processor())
+    return f"{os.cpu_count()} CPU cores ({cpu}), Python {platform.python_version()}, no GPU"
 
 
 def find_banking77(root: Path) -> Path | None:

@@ -47,7 +47,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from helpers.benchmark import run_benchmark
+    from helpers.benchmark import machine, run_benchmark
     from helpers.recipes import parse_settings
 
     settings = parse_settings(args.set)
@@ -56,6 +56,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             settings.setdefault(name, getattr(args, name))
     record = run_benchmark(args.task, args.teacher, args.backbone, args.seed, args.max_unlabelled, args.epochs,
                            args.guard_folds, args.recipe, settings, args.search_trials)
+    record["machine"] = machine()
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(record, indent=2))
     print(json.dumps(record, indent=2))

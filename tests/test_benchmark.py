@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -66,6 +67,7 @@ def test_benchmark_runs_the_recipe_search_when_asked(tmp_path):
     assert record["search_trials"] == 2 and record["settings"] == {"min_steps": 2, "min_examples_per_class": 0}
     search = record["data"]["search"]
     assert len(search["trials"]) == 2 and search["chosen"]["trial"] in (0, 1)
+    assert record["machine"].startswith(f"{os.cpu_count()} CPU cores (")  # rendered elsewhere, it still says where
 
 
 def test_report_renders_mean_and_spread(tmp_path):
@@ -85,9 +87,10 @@ def test_report_renders_mean_and_spread(tmp_path):
     long = {**refit, "seed": 1, "student_base": {"accuracy": 0.4, "macro_f1": 0.4},
             "window": {"max_length": 256, "group_by_length": True}}
     searched = {**refit, "seed": 4, "student_base": {"accuracy": 0.3, "macro_f1": 0.3}, "search_trials": 8}
-    text = render([record(0, 0.8), record(1, 0.9), rebuilt, refit, uncapped, long, searched], "test machine",
-                  root=tmp_path)
-    assert "0.85 ± 0.071" in text and "test machine" in text
+    named = {**record(1, 0.9), "machine": "test cpu"}
+    text = render([record(0, 0.8), named, rebuilt, refit, uncapped, long, searched], "test machine", root=tmp_path)
+    assert "0.85 ± 0.071" in text and "Rendered on: test machine." in text
+    assert "test cpu (1 records)" in text and "(AMD EPYC), Python 3.11.7, no GPU (6 records)" in text
     assert re.search(r"\|\s*v1\s*\|.*0\.85 ± 0\.071", text)  # recipes are summarised apart
     assert re.search(r"\|\s*v2\s*\|.*0\.5 ± 0\.0", text) and re.search(r"\|\s*v3\s*\|.*0\.7 ± 0\.0", text)
     assert re.search(r"\|\s*v3 max_steps=0\s*\|.*0\.6 ± 0\.0", text)  # overridden fields label the run
