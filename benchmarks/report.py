@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 PLOT = "benchmarks/accuracy.png"
+# Every record written before records named their machine (2026-12-05) was measured on this one.
+UNNAMED_MACHINE = "2 CPU cores (AMD EPYC), Python 3.11.7, no GPU"
 # v1: the teacher that labelled for student-tuned had seen the guard's validation rows (biased guard);
 # v2: it is rebuilt without them (records carry data.teacher_seed_rows);
 # v3: as v2, and a kept student-tuned is retrained from the teacher of every seed row (data.refit).
@@ -152,7 +154,7 @@ def serving_table(root: Path, name: str = "serving.json") -> str:
     runs = timings["run"].nunique()
     return "\n".join([tasks.round(3).to_markdown(index=False), "",
                       f"Timed: `{record.get('timed_model', '?')}`, {runs} runs from {record['started']} "
-                      f"({record['cpu_count']} cores); texts per set: {record['n_texts']}.", "",
+                      f"on {record.get('machine', UNNAMED_MACHINE)}; texts per set: {record['n_texts']}.", "",
                       stats.reset_index().round(1).to_markdown(index=False)])
 
 
@@ -209,9 +211,6 @@ def peers_table(root: Path) -> str:
                       frame.to_markdown(index=False)])
 
 
-# Every record written before records named their machine (2026-12-05) was measured on this one.
-UNNAMED_MACHINE = "2 CPU cores (AMD EPYC), Python 3.11.7, no GPU"
-
 
 def machines(records: list[dict], rendered_on: str) -> str:
     """Where the records were measured, with how many each: the page may be rebuilt elsewhere."""
@@ -235,6 +234,8 @@ def render(records: list[dict], machine: str, root: Path = Path(__file__).resolv
         "## Serving: fp32 PyTorch against int8 ONNX", "", serving_table(root), "",
         "## Serving a long-text student (a 256-piece window chosen from the data)", "",
         serving_table(root, "serving-window256.json"), "",
+        "## Serving on another CPU (Intel Xeon: AVX-512 VNNI and AMX, 2 cores)", "",
+        serving_table(root, "serving-xeon.json"), "",
         "## Smaller students: 6, 4 and 3 layers", "", small_students_table(root), "",
         "## HTTP teacher concurrency", "", http_concurrency_table(root), "",
         "## Every run", "", frame.to_markdown(index=False), "",

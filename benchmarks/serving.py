@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from report import serving_table  # noqa: E402
 
 from helpers import deploy, quantize  # noqa: E402
+from helpers.benchmark import machine  # noqa: E402
 from helpers.serve import client_predictor  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "serving" / "serving.json"  # read by report.serving_table
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=RESULT)
     args = parser.parse_args(argv)
     sets = {"short (banking)": texts_of(ROOT / "data-banking-routing" / "test.csv"), "~300 words": long_texts()}
-    record = {"cpu_count": os.cpu_count(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    record = {"cpu_count": os.cpu_count(), "machine": machine(),
+              "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
               "n_texts": {k: len(v) for k, v in sets.items()}, "tasks": {}, "timings": []}
     if args.json.exists():  # a later call adds tasks (agreement) or replaces the timings, keeping the rest
         previous = json.loads(args.json.read_text())

@@ -5,13 +5,17 @@ student's 0.813: with so few rows, learning which texts belong together from pai
 (42 rows give 1,680 pairs) moves the body further than 42 labelled rows do. This
 stage does what SetFit's body training does (Tunstall et al. 2022: for each row,
 `iterations` same-class and as many other-class partners; the cosine of the two
-embeddings regressed onto 1 or 0), but on the pooler output, which is what our
-classification head reads, so the exported model keeps its architecture. It runs
-after the pooler has been aligned with the sentence embedding (helpers/warmstart.py),
-and only on gold rows: a teacher's wrong labels would pull the wrong texts together.
+embeddings regressed onto 1 or 0). Warm start ``align+contrast+probe`` compares pooler
+outputs, which is what our classification head reads, after the pooler has been aligned
+with the sentence embedding; ``contrast+align+probe`` compares mean-pooled embeddings, as
+SetFit does, and aligns the pooler afterwards (helpers/warmstart.py). Either way the
+exported model keeps its architecture, and only gold rows train it: a teacher's wrong
+labels would pull the wrong texts together.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -41,8 +45,11 @@ def contrastive_pairs(labels: list[int], iterations: int, seed: int) -> np.ndarr
 
 def train_contrastive(model, tokenizer, texts: list[str], labels: list[int], max_length: int,
                       iterations: int = 20, batch_size: int = 16, learning_rate: float = 2e-5,
-                      seed: int = 0) -> dict:
+                      seed: int = 0, pool: Callable | None = None) -> dict:
     """Train the whole body and pooler on `contrastive_pairs` of the texts; what it measured.
+
+    `pool(model, batch)` gives the embeddings compared: by default the pooler output, which
+    the head reads; ``warmstart.mean_pooled`` for SetFit's own mean pooling.
 
     SetFit's defaults (20 iterations, one epoch, batch 16, lr 2e-5, 10% warm-up), which
     its paper found robust from 8 rows per class. Returns the pairs' count and the mean
@@ -50,6 +57,7 @@ def train_contrastive(model, tokenizer, texts: list[str], labels: list[int], max
     """
     from helpers.warmstart import bert_of, head_input
 
+    pool = pool or head_input
     pairs = contrastive_pairs(labels, iterations, seed)
     bert = bert_of(model)
     optimiser = torch.optim.AdamW(bert.parameters(), lr=learning_rate)
@@ -61,7 +69,7 @@ def train_contrastive(model, tokenizer, texts: list[str], labels: list[int], max
         left, right, same = pairs[start:start + batch_size].T
         batch = tokenizer([texts[i] for i in left] + [texts[i] for i in right], padding=True, truncation=True,
                           max_length=max_length, return_tensors="pt").to(model.device)
-        pooled = head_input(model, batch)
+        pooled = pool(model, batch)
         cosine = torch.nn.functional.cosine_similarity(pooled[:len(left)], pooled[len(left):])
         loss = torch.nn.functional.mse_loss(cosine, torch.as_tensor(same, dtype=cosine.dtype, device=cosine.device))
         loss.backward()

@@ -36,7 +36,11 @@ def training_plan(name: str, config, n_rows: int, n_classes: int) -> str:
                            "head starts from a linear probe on it.",
             "align+contrast+probe": " First the pooler is aligned to the sentence embedding, then the body learns "
                                     "from pairs of seed rows which texts share a class (as SetFit does), then the "
-                                    "head starts from a linear probe on it."}.get(config.warm_start, "")
+                                    "head starts from a linear probe on it.",
+            "contrast+align+probe": " First the body learns from pairs of seed rows which texts share a class, on "
+                                    "its mean-pooled sentence embedding (SetFit's way), then the pooler is aligned "
+                                    "to that embedding, then the head starts from a linear probe on it."
+            }.get(config.warm_start, "")
     return (f"Training {name}: {n_rows} training rows, {epochs} epoch{'s' * (epochs != 1)}{floor}.{warm} "
             "Early stopping may end it sooner. "
             "Score = validation accuracy - 0.001 x validation loss, the tie-breaker that picks the best "

@@ -13,7 +13,10 @@ features"). Three levers, all keeping the exported architecture unchanged:
   output points where the frozen mean-pooled sentence embedding points (cosine
   loss, no labels needed), then probe;
 - ``align+contrast+probe``: align, then train the whole body on SetFit-style
-  pairs of gold rows (helpers/contrastive.py), then probe.
+  pairs of gold rows (helpers/contrastive.py), then probe;
+- ``contrast+align+probe``: SetFit's own order and pooling: the pairs train the
+  body's mean-pooled embedding (as all-MiniLM-L6-v2 was trained), then the pooler
+  is aligned with that contrasted embedding, then probe.
 """
 
 from __future__ import annotations
@@ -29,17 +32,19 @@ from sklearn.linear_model import LogisticRegression
 from helpers.contrastive import train_contrastive
 from helpers.embeddings import embed
 
-WARM_STARTS = ("none", "probe", "align+probe", "align+contrast+probe")
+WARM_STARTS = ("none", "probe", "align+probe", "align+contrast+probe", "contrast+align+probe")
 
 
-def pooled_features(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64) -> torch.Tensor:
-    """What the classification head reads: the pooler output (or [CLS] state) for each text."""
+def pooled_features(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64,
+                    pool: Callable | None = None) -> torch.Tensor:
+    """One vector per text: by default what the classification head reads (the pooler output)."""
+    pool = pool or head_input
     chunks = []
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
                               max_length=max_length, return_tensors="pt")
-            chunks.append(head_input(model, batch))
+            chunks.append(pool(model, batch.to(model.device)))
     return torch.cat(chunks)
 
 
@@ -55,6 +60,13 @@ def bert_of(model):
 def head_input(model, batch) -> torch.Tensor:
     """Pooler output of a BERT classifier, with gradients when called outside inference mode."""
     return bert_of(model)(**batch).pooler_output
+
+
+def mean_pooled(model, batch) -> torch.Tensor:
+    """The mean of the body's last states over real tokens: how all-MiniLM-L6-v2 embeds a text."""
+    states = bert_of(model)(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
+    return (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
 
 
 def fit_probe_head(model, tokenizer, rows: pd.DataFrame, max_length: int, c: float = 1.0) -> float:
@@ -76,7 +88,8 @@ def fit_probe_head(model, tokenizer, rows: pd.DataFrame, max_length: int, c: flo
 
 
 def align_pooler(model, tokenizer, texts: list[str], max_length: int, epochs: int = 3, batch_size: int = 32,
-                 learning_rate: float = 1e-3, seed: int = 0, min_steps: int = 0) -> float:
+                 learning_rate: float = 1e-3, seed: int = 0, min_steps: int = 0,
+                 targets: np.ndarray | None = None) -> float:
     """Train the top layer + pooler so the pooler output has the frozen mean-pooled embedding's direction.
 
     Only the top layer and the pooler learn: the lower layers' states are computed once
@@ -85,10 +98,11 @@ def align_pooler(model, tokenizer, texts: list[str], max_length: int, epochs: in
     probe on the aligned pooler scored 0.88 against 0.85 before alignment and 0.90 on the
     mean-pooled embedding itself. Training the whole body (200 steps of 16 texts) took
     8-10 minutes and reached 0.81. A small task has few texts: more epochs make up at
-    least `min_steps` updates. Returns the mean cosine over the last epoch.
+    least `min_steps` updates. `targets` replaces the frozen embedding (one row per text).
+    Returns the mean cosine over the last epoch.
     """
     bert = bert_of(model)
-    targets = torch.from_numpy(embed(texts)).to(model.device)
+    targets = torch.from_numpy(embed(texts) if targets is None else targets).to(model.device)
     batches = lower_states(model, tokenizer, texts, max_length, batch_size)
     top = bert.encoder.layer[-1]
     optimiser = torch.optim.AdamW(list(top.parameters()) + list(bert.pooler.parameters()), lr=learning_rate)
@@ -142,7 +156,7 @@ def remembered(key: str, parts: list[torch.nn.Module], compute: Callable[[], obj
     if key not in REMEMBERED:
         found = compute()
         REMEMBERED[key] = ([{k: v.detach().clone() for k, v in part.state_dict().items()} for part in parts], found)
-        while len(REMEMBERED) > 2:  # up to a whole body each: keep the current fold's
+        while len(REMEMBERED) > 3:  # up to a whole body each: keep the current fold's
             REMEMBERED.pop(next(iter(REMEMBERED)))
     states, found = REMEMBERED[key]
     for part, state in zip(parts, states):
@@ -157,25 +171,37 @@ def texts_key(model, max_length: int, texts: list[str], *settings) -> str:
 
 
 def aligned_once(model, tokenizer, texts: list[str], max_length: int, epochs: int, seed: int,
-                 min_steps: int) -> float:
-    """`align_pooler`, or the weights it gave for the same texts and settings earlier in this process."""
+                 min_steps: int, after: str = "") -> float:
+    """`align_pooler`, or the weights it gave for the same texts and settings earlier in this process.
+
+    `after` names a contrastive stage already applied (its key): then the pooler is aligned
+    with the body's own mean-pooled embedding, which that stage trained, not the frozen one.
+    """
     bert = bert_of(model)
-    return remembered(texts_key(model, max_length, texts, "align", epochs, seed, min_steps),
-                      [bert.encoder.layer[-1], bert.pooler],
-                      lambda: align_pooler(model, tokenizer, texts, max_length, epochs, seed=seed,
-                                           min_steps=min_steps))
+
+    def align() -> float:
+        targets = pooled_features(model, tokenizer, texts, max_length, pool=mean_pooled).cpu().numpy() \
+            if after else None
+        return align_pooler(model, tokenizer, texts, max_length, epochs, seed=seed, min_steps=min_steps,
+                            targets=targets)
+
+    return remembered(texts_key(model, max_length, texts, "align", epochs, seed, min_steps, after),
+                      [bert.encoder.layer[-1], bert.pooler], align)
 
 
-def contrasted_once(model, tokenizer, rows: pd.DataFrame, max_length: int, seed: int) -> dict:
-    """`train_contrastive` on the gold rows, or the body it gave them earlier in this process.
+def contrasted_once(model, tokenizer, rows: pd.DataFrame, max_length: int, seed: int,
+                    pooling: str = "pooler") -> tuple[dict, str]:
+    """`train_contrastive` on the gold rows, or the body it gave them earlier in this process;
+    what it measured, and its key.
 
     Student-base and student-tuned of a fold share their gold rows, so they share this stage.
     """
     gold = rows[rows["source"] == "gold"] if "source" in rows else rows
     texts, labels = gold["text"].tolist(), [int(np.argmax(t)) for t in gold["soft_targets"]]
-    key = texts_key(model, max_length, texts + [str(labels)], "contrast", seed)
-    return remembered(key, [bert_of(model)],
-                      lambda: train_contrastive(model, tokenizer, texts, labels, max_length, seed=seed))
+    key = texts_key(model, max_length, texts + [str(labels)], "contrast", seed, pooling)
+    pool = mean_pooled if pooling == "mean" else head_input
+    return remembered(key, [bert_of(model)], lambda: train_contrastive(model, tokenizer, texts, labels, max_length,
+                                                                       seed=seed, pool=pool)), key
 
 
 def warm_start(model, tokenizer, rows: pd.DataFrame, how: str, max_length: int, align_epochs: int,
@@ -188,14 +214,17 @@ def warm_start(model, tokenizer, rows: pd.DataFrame, how: str, max_length: int, 
     """
     if how not in WARM_STARTS:
         raise ValueError(f"warm start must be one of {', '.join(WARM_STARTS)}, got {how!r}")
-    found = {}
-    if how.startswith("align+"):
+    found, after = {}, ""
+    if how == "contrast+align+probe":
+        measured, after = contrasted_once(model, tokenizer, rows, max_length, seed, pooling="mean")
+        found.update(measured)
+    if "align+" in how:
         texts = sorted(set(rows["text"].tolist() + list(align_texts)))
         found["align_cosine"] = round(aligned_once(model, tokenizer, texts, max_length, align_epochs, seed,
-                                                   align_min_steps), 4)
+                                                   align_min_steps, after), 4)
         found["align_texts"] = len(texts)
     if how == "align+contrast+probe":
-        found.update(contrasted_once(model, tokenizer, rows, max_length, seed))
+        found.update(contrasted_once(model, tokenizer, rows, max_length, seed)[0])
     if how != "none":
         found["probe_train_accuracy"] = round(fit_probe_head(model, tokenizer, rows, max_length), 4)
     return found

@@ -10,6 +10,7 @@ from conftest import make_task
 
 from helpers import warmstart
 from helpers.contrastive import contrastive_pairs, train_contrastive
+from helpers.embeddings import embed
 from helpers.student import gold_rows, load_student
 from helpers.task import load_task
 
@@ -35,10 +36,19 @@ def test_pairs_give_each_row_a_same_class_and_an_other_class_partner_per_iterati
     assert not np.array_equal(pairs, contrastive_pairs(labels, 3, 1))
 
 
-def class_gap(model, tokenizer, texts: list[str], labels: list[int]) -> float:
+def unit(model, tokenizer, texts: list[str], pool=None) -> torch.Tensor:
+    """Unit-length features of the texts: what the head reads, or what `pool` gives."""
+    return torch.nn.functional.normalize(warmstart.pooled_features(model, tokenizer, texts, 32, pool=pool), dim=1)
+
+
+def class_gap(model, tokenizer, texts: list[str], labels: list[int], pool=None) -> float:
     """Mean cosine of same-class pairs minus that of other-class pairs, on what the head reads."""
-    features = torch.nn.functional.normalize(warmstart.pooled_features(model, tokenizer, texts, 32), dim=1)
-    cosine = (features @ features.T).numpy()
+    return gap_of(unit(model, tokenizer, texts, pool).numpy(), labels)
+
+
+def gap_of(features: np.ndarray, labels: list[int]) -> float:
+    """`class_gap` of unit-length features."""
+    cosine = features @ features.T
     same = np.equal.outer(labels, labels) & ~np.eye(len(labels), dtype=bool)
     return float(cosine[same].mean() - cosine[~np.equal.outer(labels, labels)].mean())
 
@@ -72,3 +82,30 @@ def test_the_contrastive_warm_start_pairs_gold_rows_only_and_once_per_fold(task,
         found = warmstart.warm_start(model, tokenizer, rows, "align+contrast+probe", 32, 1, 0)
         assert found["contrastive_pairs"] == 1 and "probe_train_accuracy" in found
     assert calls == [(gold["text"].tolist(), [task.classes.index(c) for c in task.train["label"]])]
+
+
+def test_mean_pooling_gives_the_sentence_embedding(task):
+    """SetFit's pooling on the student's body is the embedding all-MiniLM-L6-v2 was trained to give."""
+    tokenizer, model = load_student("minilm", task.classes)
+    texts = task.train["text"].tolist()
+    mean = unit(model, tokenizer, texts, warmstart.mean_pooled).numpy()
+    np.testing.assert_allclose((mean * embed(texts)).sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_setfit_order_contrasts_the_mean_embedding_then_aligns_the_pooler_to_it(task, monkeypatch):
+    """The pooler ends up where the contrasted embedding points, not where the frozen one did."""
+    monkeypatch.setattr(warmstart, "REMEMBERED", {})
+    seen, align = [], warmstart.align_pooler
+    monkeypatch.setattr(warmstart, "align_pooler", lambda *a, **k: seen.append(k["targets"]) or align(*a, **k))
+    tokenizer, model = load_student("minilm", task.classes)
+    gold = gold_rows(task.train, task.classes)
+    texts, labels = gold["text"].tolist(), [task.classes.index(c) for c in task.train["label"]]
+    before = class_gap(model, tokenizer, texts, labels, warmstart.mean_pooled)
+    found = warmstart.warm_start(model, tokenizer, gold, "contrast+align+probe", 32, 1, 0, align_min_steps=60)
+    assert found["contrastive_pairs"] == 20 * 2 * len(texts) and found["probe_train_accuracy"] == 1.0
+    contrasted = torch.nn.functional.normalize(torch.from_numpy(seen[0]), dim=1).numpy()  # sorted texts
+    order = sorted(set(texts))  # the alignment's text order
+    gap = gap_of(contrasted, [labels[texts.index(t)] for t in order])
+    assert gap > before + 0.05  # the pairs pulled the classes apart in the mean-pooled embedding
+    pooler = unit(model, tokenizer, order).numpy()
+    assert (pooler * contrasted).sum(axis=1).mean() > (pooler * embed(order)).sum(axis=1).mean() + 0.02
