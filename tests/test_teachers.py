@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
-import torch
 from conftest import make_task
 
 from helpers.evaluate import TeacherReport, evaluate_predictions
@@ -121,20 +122,33 @@ def test_local_llm_returns_a_distribution_over_the_classes(smollm2):
     assert (labels.probs.max(axis=1) > 0.5).all()  # a scored answer, not the flat fallback
 
 
+@contextlib.contextmanager
+def in_float32(model):
+    """Every parameter and buffer in float32 for a while, then back to its own dtype (the rotary
+    frequencies stay float32 in a bf16 model; transformers refuses .to(dtype) after GGUF loading)."""
+    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    dtypes = {name: tensor.dtype for name, tensor in tensors}
+    for _, tensor in tensors:
+        tensor.data = tensor.data.float()
+    try:
+        yield
+    finally:
+        for name, tensor in tensors:
+            tensor.data = tensor.data.to(dtypes[name])  # lossless: each came from that dtype
+
+
 @pytest.mark.slow
 def test_prefix_cache_gives_the_same_scores_as_a_full_forward(smollm2):
     """Checked in float32: bf16 rounding differs between the two paths, and by CPU (0.39 apart on an
     AVX512-BF16/AMX Xeon, under 0.35 on an AMD EPYC), which would hide a real caching bug."""
-    cast = torch.nn.Module.to  # transformers refuses .to(dtype) on a GGUF-loaded model; nn.Module does it
-    cast(smollm2.model, torch.float32)
-    smollm2.build_prompt()  # the cached prefix, now in float32 too
     try:
-        cached = smollm2.raw_scores("the courier never came")
-        smollm2.use_prefix_cache = False
-        full = smollm2.raw_scores("the courier never came")
+        with in_float32(smollm2.model):
+            smollm2.build_prompt()  # the cached prefix, now in float32 too
+            cached = smollm2.raw_scores("the courier never came")
+            smollm2.use_prefix_cache = False
+            full = smollm2.raw_scores("the courier never came")
     finally:
         smollm2.use_prefix_cache = True
-        cast(smollm2.model, torch.bfloat16)  # lossless: the weights were bf16 to start with
         smollm2.build_prompt()
     np.testing.assert_allclose(cached, full, atol=1e-3)
     assert np.argmax(cached) == np.argmax(full)
