@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(row, flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(record, indent=1) + "\n")
-    print(serving_table(ROOT))
+    print(serving_table(ROOT, args.json.name) if args.json.parent.resolve() == RESULT.parent else args.json)
     return 0
 
 
