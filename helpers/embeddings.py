@@ -50,11 +50,16 @@ def embed(texts: list[str], name: str = MINILM, batch_size: int = 64) -> np.ndar
 
 def encode(texts: list[str], name: str) -> np.ndarray:
     """One batch through the encoder, mean-pooled over real tokens and normalised."""
+    return encode_with(*load_encoder(name), texts)
+
+
+def encode_with(tokenizer, model, texts: list[str]) -> np.ndarray:
+    """`encode` with any BERT-like body: a teacher whose embedder was trained further uses its own."""
     import torch
 
-    tokenizer, model = load_encoder(name)
     with torch.inference_mode():
-        batch = tokenizer(texts, padding=True, truncation=True, max_length=EMBEDDER_TOKENS, return_tensors="pt")
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=EMBEDDER_TOKENS,
+                          return_tensors="pt").to(model.device)
         hidden = model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)

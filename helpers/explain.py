@@ -57,6 +57,10 @@ def committee_weights(teacher) -> str:
     if teacher.spec == "seed":
         return ("Teacher 'seed': the seed-only classifier itself, the baseline every teacher must beat. "
                 "Its labels spread what the seed rows say over the unlabelled texts, nothing more.")
+    if getattr(teacher, "contrastive", None):
+        return (f"Teacher {teacher.spec!r}: the seed-only classifier on a MiniLM first trained on "
+                f"{teacher.contrastive['contrastive_pairs']:,} pairs of seed rows (same class or not), as "
+                "SetFit does. No LLM: it knows only what the seed rows say, but it reads them better.")
     if weights is None:
         return f"Teacher {teacher.spec}: a single model, no committee."
     seed_w, llm_w = (float(w) for w in weights)

