@@ -28,33 +28,46 @@ MEMO_TEXTS = 50_000  # vectors kept per process (~77 MB at 384 floats); past tha
 _memo: dict[tuple[str, str], np.ndarray] = {}
 
 
-def embed(texts: list[str], name: str = MINILM, batch_size: int = 64) -> np.ndarray:
+def embed(texts: list[str], name: str = MINILM) -> np.ndarray:
     """Mean-pooled, unit-length embeddings (how all-MiniLM-L6-v2 was trained), remembered per text.
 
     One run embeds the same corpus again and again: the leak check, then the seed
     classifier each time the teacher is rebuilt for a guard fold or the refit. On
     1,000 long texts each pass cost ~55 s on 2 cores; remembered, the later ones
-    are free. New texts go longest first so that a batch pads to similar lengths.
+    are free.
     """
-    todo = sorted({t for t in texts if (name, t) not in _memo}, key=len, reverse=True)
+    todo = sorted({t for t in texts if (name, t) not in _memo})
     if len(_memo) + len(todo) > MEMO_TEXTS:
         _memo.clear()
-        todo = sorted(set(texts), key=len, reverse=True)
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start:start + batch_size]
-        _memo.update(((name, t), v) for t, v in zip(chunk, encode(chunk, name)))
+        todo = sorted(set(texts))
+    if todo:
+        _memo.update(((name, t), v) for t, v in zip(todo, encode(todo, name)))
     if not texts:
         return np.zeros((0, load_encoder(name)[1].config.hidden_size), np.float32)
     return np.stack([_memo[(name, t)] for t in texts])
 
 
 def encode(texts: list[str], name: str) -> np.ndarray:
-    """One batch through the encoder, mean-pooled over real tokens and normalised."""
+    """`encode_with` the encoder `name` names, loaded once per process."""
     return encode_with(*load_encoder(name), texts)
 
 
-def encode_with(tokenizer, model, texts: list[str]) -> np.ndarray:
-    """`encode` with any BERT-like body: a teacher whose embedder was trained further uses its own."""
+def encode_with(tokenizer, model, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """Mean-pooled, unit-length vectors from any BERT-like body, one row per text in the order given.
+
+    A teacher whose embedder was trained further passes its own. Texts go through longest
+    first, so that a batch pads to similar lengths.
+    """
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    vectors = np.zeros((len(texts), model.config.hidden_size), np.float32)
+    for start in range(0, len(texts), batch_size):
+        chunk = order[start:start + batch_size]
+        vectors[chunk] = encode_batch(tokenizer, model, [texts[i] for i in chunk])
+    return vectors
+
+
+def encode_batch(tokenizer, model, texts: list[str]) -> np.ndarray:
+    """One batch through the body, mean-pooled over real tokens and normalised."""
     import torch
 
     with torch.inference_mode():

@@ -30,13 +30,18 @@ def full_probs(model: LogisticRegression, vectors: np.ndarray, n_classes: int) -
     return probs
 
 
+def class_indices(task: Task) -> list[int]:
+    """Each seed row's class as its index in `task.classes`, what the classifiers fit on."""
+    index = {c: i for i, c in enumerate(task.classes)}
+    return [index[label] for label in task.train["label"]]
+
+
 class SeedTeacher(Teacher):
     """Logistic regression on sentence embeddings of the seed rows."""
 
     def __init__(self, task: Task, spec: str = "seed"):
         super().__init__(task, spec)
-        index = {c: i for i, c in enumerate(task.classes)}
-        self.targets = [index[label] for label in task.train["label"]]
+        self.targets = class_indices(task)
         self.vectors = self.embed(task.train["text"].tolist())
         self.model = fit_classifier(self.vectors, self.targets, len(task.classes))
 
