@@ -4,8 +4,9 @@
         --runs 3
 
 For every trained student given (``task=model_dir``, the task folder being ``data-<task>``):
-the int8 copy is exported beside it if missing, both answer the task's whole test.csv (same
-class, accuracy), then each run times both backends in process (``deploy.measure_latency``)
+the int8 copy is exported beside it if missing; PyTorch, int8 alone and int8 with PyTorch rechecking
+its near ties (what `deploy.load_model` serves) answer the task's whole test.csv (same class as
+PyTorch, accuracy, share rechecked), then each run times the three in process (``deploy.measure_latency``)
 and at an HTTP client (the server in a process of its own, as users reach it; a kept-alive
 ``httpx.Client``), on short banking texts and on ~300-word e-commerce / mental-health texts.
 ``uptime``'s load average is recorded next to every timing: the machine may be shared.
@@ -34,10 +35,11 @@ from helpers.benchmark import machine  # noqa: E402
 from helpers.serve import client_predictor  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "serving" / "serving.json"  # read by report.serving_table
-BACKENDS = ("pytorch", "onnx")
+# name -> (deploy.load_model backend, recheck_margin): int8 alone, and int8 whose near ties PyTorch rechecks
+BACKENDS = {"pytorch": ("pytorch", 0.0), "onnx": ("onnx", 0.0), "onnx+recheck": ("onnx", quantize.RECHECK_MARGIN)}
 SERVER = ("import sys, time\nfrom helpers.serve import serve\n"
-          "handle = serve(sys.argv[1], backend=sys.argv[2])\nprint(handle.url, flush=True)\n"
-          "while True: time.sleep(60)\n")
+          "handle = serve(sys.argv[1], backend=sys.argv[2], recheck_margin=float(sys.argv[3]))\n"
+          "print(handle.url, flush=True)\nwhile True: time.sleep(60)\n")
 
 
 def load() -> float:
@@ -58,20 +60,29 @@ def long_texts() -> list[str]:
 
 
 def agreement(model_dir: Path, test_csv: Path) -> dict:
-    """Both backends on the whole test set: how often they pick the same class, and accuracy."""
-    frames, accuracy = {}, {}
+    """Every backend on the whole test set: how often int8 (alone, then with PyTorch rechecking its
+    near ties) picks PyTorch's class, accuracy, and the share of texts the recheck sent to PyTorch."""
+    frames, accuracy, models = {}, {}, {name: load_backend(model_dir, name) for name in BACKENDS}
     with tempfile.TemporaryDirectory() as scratch:
-        for backend in BACKENDS:
-            model = deploy.load_model(model_dir, backend)
-            frames[backend], accuracy[backend] = deploy.predict_csv(model, test_csv, Path(scratch) / "p.csv")
-    same = (frames["pytorch"]["prediction"] == frames["onnx"]["prediction"]).mean()
-    return {"n_test": len(frames["pytorch"]), "same_class": float(same), "acc_pytorch": accuracy["pytorch"],
-            "acc_int8": accuracy["onnx"], "acc_diff_points": 100 * (accuracy["onnx"] - accuracy["pytorch"])}
+        for name, model in models.items():
+            frames[name], accuracy[name] = deploy.predict_csv(model, test_csv, Path(scratch) / "p.csv")
+    reference = frames["pytorch"]["prediction"]
+    same = {name: float((reference == frame["prediction"]).mean()) for name, frame in frames.items()}
+    return {"n_test": len(frames["pytorch"]), "same_class": same["onnx"], "acc_pytorch": accuracy["pytorch"],
+            "acc_int8": accuracy["onnx"], "acc_diff_points": 100 * (accuracy["onnx"] - accuracy["pytorch"]),
+            "same_class_recheck": same["onnx+recheck"], "acc_recheck": accuracy["onnx+recheck"],
+            "share_rechecked": models["onnx+recheck"].rechecked / len(frames["pytorch"])}
+
+
+def load_backend(model_dir: Path, name: str):
+    """One of `BACKENDS` by name, as `deploy.load_model` serves it."""
+    backend, margin = BACKENDS[name]
+    return deploy.load_model(model_dir, backend, recheck_margin=margin)
 
 
 def start_server(model_dir: Path, backend: str) -> tuple[subprocess.Popen, str]:
     """`helpers.serve.serve` in a fresh process; returns it and its URL once it answers."""
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(model_dir), backend], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(model_dir), *map(str, BACKENDS[backend])], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env=os.environ | {"PYTHONPATH": str(ROOT)})
     url = proc.stdout.readline().strip()
@@ -83,8 +94,8 @@ def start_server(model_dir: Path, backend: str) -> tuple[subprocess.Popen, str]:
 
 def time_backend(model_dir: Path, backend: str, sets: dict[str, list[str]], runs: int) -> list[dict]:
     """In process and over HTTP, for each text set: one row per (where, texts)."""
-    rows, model = [], deploy.load_model(model_dir, backend)
-    size = model.path if backend == "onnx" else model_dir / "model.safetensors"
+    rows, model = [], load_backend(model_dir, backend)
+    size = model_dir / "model.safetensors" if backend == "pytorch" else model.path
     for name, texts in sets.items():
         before = load()
         stats = deploy.measure_latency(model, texts, runs=runs, size_path=size)

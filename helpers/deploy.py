@@ -130,20 +130,26 @@ def predict_csv(pipe, csv_path: str | Path,
     return frame, accuracy
 
 
-def load_model(model_dir: str | Path, backend: str = "auto"):
+def load_model(model_dir: str | Path, backend: str = "auto", recheck_margin: float | None = None):
     """The model to serve: the int8 ONNX copy or the PyTorch pipeline, with the same API.
 
     ``backend="auto"`` takes ``model-onnx/`` beside ``model_dir`` when it was made from these very
     weights (its ``source.json`` says so), because it answers the same several times faster;
-    ``"onnx"`` insists on it, ``"pytorch"`` never uses it.
+    ``"onnx"`` insists on it, ``"pytorch"`` never uses it. When the int8 copy matches, the PyTorch
+    model is loaded too and rechecks int8's near ties (gap under ``recheck_margin``, default
+    `quantize.RECHECK_MARGIN`), so the classes served are fp32's; ``recheck_margin=0`` serves int8
+    alone and needs only ``model-onnx/`` in memory.
     """
     from helpers import quantize
 
     onnx_dir = quantize.onnx_dir_for(model_dir)
     if backend not in ("auto", "onnx", "pytorch"):
         raise ValueError(f"backend must be 'auto', 'onnx' or 'pytorch', not {backend!r}")
-    if backend == "onnx" or (backend == "auto" and quantize.matches(onnx_dir, model_dir)):
-        return quantize.OnnxClassifier(onnx_dir)
+    margin = quantize.RECHECK_MARGIN if recheck_margin is None else recheck_margin
+    same = backend != "pytorch" and quantize.matches(onnx_dir, model_dir)
+    if backend == "onnx" or same:
+        fallback = as_predictor(load_pipeline(model_dir)) if same and margin > 0 else None
+        return quantize.OnnxClassifier(onnx_dir, fallback=fallback, recheck_margin=margin)
     return load_pipeline(model_dir)
 
 

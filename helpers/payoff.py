@@ -61,7 +61,8 @@ def payoff_table(model_dir: str | Path, pipe, onnx, texts: list[str], labels: li
     fp32 = pipeline_proba(pipe, texts)
     students = {"student fp32 (PyTorch)": (pipe, Path(model_dir) / "model.safetensors", fp32)}
     if onnx is not None:
-        students["student int8 (ONNX)"] = (onnx, onnx.path, onnx.predict_proba(texts))
+        name = "student int8 (ONNX)" + (", PyTorch for near ties" if onnx.fallback else "")
+        students[name] = (onnx, onnx.path, onnx.predict_proba(texts))
     rows = {name: {**measure_latency(model, texts, runs=runs, size_path=size), "agreement": agreement(fp32, probs),
                    "accuracy": accuracy([names[i] for i in probs.argmax(1)], labels)}
             for name, (model, size, probs) in students.items()}

@@ -5,7 +5,9 @@ quantisation stores Linear weights as int8 and quantises activations at run time
 about 4x smaller and several times faster on CPU, with slightly different numbers,
 so `payoff.payoff_table` reports how often the int8 model still picks the same class.
 `OnnxClassifier` answers with the same API as the PyTorch pipeline, so the HTTP
-service and `helpers.deploy` can serve either one (`deploy.load_model`).
+service and `helpers.deploy` can serve either one (`deploy.load_model`). Given the fp32
+model as a ``fallback``, it asks it again about near ties only, where int8's small shifts
+can flip the class: the int8 speed on most texts, the fp32 answer on every text.
 Needs the ``onnx`` package (torch's exporter and the quantiser both use it).
 """
 
@@ -19,6 +21,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -27,6 +30,10 @@ from helpers.limits import saved_window
 ONNX_FILE = "model-int8.onnx"
 SOURCE_FILE = "source.json"  # which model.safetensors the int8 file was made from, and how
 RECIPE = "dynamic-int8-per-channel-v1"  # change it when the export changes: old copies are then redone
+# Below this gap between its two likeliest classes, int8's answer is checked by the fp32 model. On 300
+# unlabelled rows of each example task (not test rows) int8 alone flipped 19 of 1,200 texts, all with an
+# int8 gap under 0.11 (benchmarks/NOTES.md, "Near ties"); 0.15 leaves room for texts not seen there.
+RECHECK_MARGIN = 0.15
 TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
@@ -126,9 +133,12 @@ class OnnxClassifier:
     not padded to the longest one. Dynamic int8 takes its activation scale from the whole
     batch, so a text's scores shift slightly with its batch neighbours (rarely its class);
     ``batch_size=1`` makes every answer independent of the others, at a cost in throughput.
+    With a ``fallback`` (texts -> fp32 probabilities of the same model), a text whose two likeliest
+    classes are less than ``recheck_margin`` apart gets the fallback's answer instead (`recheck`).
     """
 
-    def __init__(self, onnx_dir: str | Path, threads: int | None = None):
+    def __init__(self, onnx_dir: str | Path, threads: int | None = None,
+                 fallback: Callable[[list[str]], np.ndarray] | None = None, recheck_margin: float = RECHECK_MARGIN):
         import onnxruntime as ort
         from transformers import AutoTokenizer
 
@@ -148,15 +158,32 @@ class OnnxClassifier:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # shared CPU: no busy wait
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
+        self.fallback, self.recheck_margin = fallback, recheck_margin if fallback else 0.0
+        self.answered = self.rechecked = 0  # texts answered so far, and how many of them the fallback answered
 
     def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """Probabilities, one row per text, columns in the model's label order."""
         encodings = self.tokenizer.encode_batch(list(texts))
+        self.answered += len(encodings)
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
         probs = np.zeros((len(encodings), len(self.labels)), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             probs[rows] = softmax(self.session.run(None, self.feed([encodings[i] for i in rows]))[0])
+        return self.recheck(list(texts), probs)
+
+    def recheck(self, texts: list[str], probs: np.ndarray) -> np.ndarray:
+        """Replace int8's answers on near ties by the fallback's. A flip needs int8 to move the gap
+        between two classes by more than the gap, and it moves gaps by a few hundredths, so only
+        texts under ``recheck_margin`` can flip: asking fp32 about those alone gives its classes
+        at about int8's cost (the fp32 scores on those texts, int8's elsewhere)."""
+        if self.fallback is None or not len(probs):
+            return probs
+        top_two = np.sort(probs, axis=1)[:, -2:]  # a task has two classes at least (task.py)
+        close = np.flatnonzero(top_two[:, 1] - top_two[:, 0] < self.recheck_margin)
+        if len(close):
+            probs[close] = self.fallback([texts[i] for i in close])
+            self.rechecked += len(close)
         return probs
 
     def feed(self, encodings: list) -> dict[str, np.ndarray]:

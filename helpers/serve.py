@@ -103,6 +103,8 @@ def create_app(pipe, max_batch: int = MAX_BATCH, max_body_bytes: int = MAX_BODY_
     app = FastAPI(title="Student classifier")
     lock = threading.Lock()
     health_body = {"status": "ok", "num_labels": len(class_names(pipe)), "backend": backend_name(pipe)}
+    if hasattr(pipe, "recheck_margin"):  # int8: below this gap PyTorch answers instead (0: never)
+        health_body["recheck_margin"] = pipe.recheck_margin
     app.add_exception_handler(RequestValidationError,
                               lambda request, exc: error(422, validation_message(exc)))
     app.add_exception_handler(HTTPException, lambda request, exc: error(exc.status_code, str(exc.detail)))
@@ -167,19 +169,19 @@ RUNNING: dict[str, ServerHandle] = {}  # servers started in this process, by nam
 
 def serve(model, host: str = "127.0.0.1", port: int = 0, max_batch: int = MAX_BATCH,
           max_body_bytes: int = MAX_BODY_BYTES, timeout: float = 30.0, backend: str = "auto",
-          name: str = "default") -> ServerHandle:
+          name: str = "default", recheck_margin: float | None = None) -> ServerHandle:
     """Start serving a model folder (or an already loaded pipeline / `OnnxClassifier`) in a
     background thread.
 
-    A folder is loaded with ``deploy.load_model(folder, backend)``: the int8 ONNX copy beside it
-    when it matches (``backend="auto"``), else PyTorch. A server already running under ``name``
-    in this process is stopped first: re-running the notebook cell replaces the server instead
-    of orphaning it. ``port=0`` lets the OS pick a free port (read it from ``handle.url``).
-    The socket is bound here, before the thread starts, so the port is known and taken at
-    once. Pass ``host="0.0.0.0"`` only behind a proxy that adds TLS and authentication.
+    A folder is loaded with ``deploy.load_model(folder, backend, recheck_margin)``: the int8 ONNX copy
+    beside it when it matches (``backend="auto"``), PyTorch rechecking its near ties, else PyTorch.
+    A server already running under ``name`` in this process is stopped first: re-running the
+    notebook cell replaces the server instead of orphaning it. ``port=0`` lets the OS pick a free
+    port (read it from ``handle.url``). The socket is bound here, before the thread starts, so the
+    port is known and taken at once. Pass ``host="0.0.0.0"`` only behind a proxy that adds TLS and authentication.
     """
     if isinstance(model, (str, Path)):
-        model = load_model(Path(model), backend)
+        model = load_model(Path(model), backend, recheck_margin)
     if name in RUNNING:
         RUNNING.pop(name).stop()
     app = create_app(model, max_batch, max_body_bytes)

@@ -373,8 +373,35 @@ def test_onnx_classifier_has_the_pipelines_api_and_window(pipe, onnx_dir):
     assert deploy.class_names(onnx) == deploy.class_names(pipe) == CLASSES
 
 
+def test_near_ties_get_the_fp32_answer_and_the_rest_keep_int8s(pipe, onnx_dir):
+    """The fallback answers exactly the texts whose int8 gap between the two likeliest classes is
+    under the margin: with every text under it the scores are PyTorch's, with none they are int8's."""
+    texts = TEXTS + ["my parcel never arrived and " * 60, "refund", "cannot log in to my account today"]
+    fp32 = deploy.pipeline_proba(pipe, texts)
+    int8 = quantize.OnnxClassifier(onnx_dir).predict_proba(texts, batch_size=1)  # batch-independent scores
+    assert np.abs(int8 - fp32).max() > 1e-4  # int8 alone does not give fp32's scores
+    top_two = np.sort(int8, axis=1)[:, -2:]
+    gaps = top_two[:, 1] - top_two[:, 0]
+    margin = float(np.sort(gaps)[3:5].mean())  # four texts are near ties at this margin
+    asked = []
+    onnx = quantize.OnnxClassifier(onnx_dir, recheck_margin=margin,
+                                   fallback=lambda batch: asked.extend(batch) or deploy.pipeline_proba(pipe, batch))
+    mixed = onnx.predict_proba(texts, batch_size=1)
+    close = gaps < margin
+    assert close.sum() == onnx.rechecked == 4
+    assert sorted(asked) == sorted(t for t, near in zip(texts, close) if near)
+    np.testing.assert_allclose(mixed[close], fp32[close], atol=1e-6)
+    np.testing.assert_allclose(mixed[~close], int8[~close], atol=1e-6)
+    everything = quantize.OnnxClassifier(onnx_dir, recheck_margin=1.0,
+                                         fallback=lambda batch: deploy.pipeline_proba(pipe, batch))
+    assert [row[0]["label"] for row in everything(texts)] == [row[0]["label"] for row in pipe(texts)]
+
+
 def test_load_model_serves_int8_only_when_it_matches_the_weights(student, onnx_dir, tmp_path):
-    assert isinstance(deploy.load_model(student["dir"]), quantize.OnnxClassifier)
+    served = deploy.load_model(student["dir"])
+    assert isinstance(served, quantize.OnnxClassifier) and served.fallback is not None
+    assert served.recheck_margin == quantize.RECHECK_MARGIN
+    assert deploy.load_model(student["dir"], recheck_margin=0).fallback is None  # int8 alone
     assert isinstance(deploy.load_model(student["dir"], "pytorch"), deploy.TextClassificationPipeline)
     copy = tmp_path / "model"
     shutil.copytree(student["dir"], copy)
@@ -469,8 +496,11 @@ def test_not_json_gets_422(server):
 def test_a_model_folder_is_served_by_its_int8_copy_with_the_same_answers(student, onnx_dir, server):
     texts = ["where is my parcel", "refund the second charge", "cannot log in " * 100]
     with serve(student["dir"], name="int8") as handle:
-        assert httpx.get(handle.url + "/health", timeout=10).json()["backend"] == "onnx-int8"
+        health = httpx.get(handle.url + "/health", timeout=10).json()
+        assert (health["backend"], health["recheck_margin"]) == ("onnx-int8", quantize.RECHECK_MARGIN)
         int8 = post(handle, {"texts": texts}).json()["predictions"]
+    with serve(student["dir"], name="int8 alone", recheck_margin=0) as handle:
+        assert httpx.get(handle.url + "/health", timeout=10).json()["recheck_margin"] == 0
     torch_answers = post(server, {"texts": texts[:2]}).json()["predictions"]
     assert [row[0]["label"] for row in int8[:2]] == [row[0]["label"] for row in torch_answers]
     assert [row[0]["label"] for row in int8] == ["delivery", "refund", "account"]
@@ -522,6 +552,8 @@ def test_deployment_notebook_runs_headless(student, tmp_path, quiet_notebook):
     assert (tmp_path / "deployed" / "model" / "model.safetensors").exists()
     assert (tmp_path / "deployed" / "model-onnx" / "model-int8.onnx").exists()
     assert not (tmp_path / "deployed" / "model-onnx" / "model.onnx").exists()
-    assert "'backend': 'onnx-int8'" in (tmp_path / "out.ipynb").read_text()
+    executed = (tmp_path / "out.ipynb").read_text()
+    assert "'backend': 'onnx-int8'" in executed and "'recheck_margin': 0.15" in executed
+    assert "student int8 (ONNX), PyTorch for near ties" in executed and "near ties)" in executed
     assert (tmp_path / "test-predictions.csv").exists()
     quiet_notebook(tmp_path / "out.ipynb")
