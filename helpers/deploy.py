@@ -130,7 +130,8 @@ def predict_csv(pipe, csv_path: str | Path,
     return frame, accuracy
 
 
-def load_model(model_dir: str | Path, backend: str = "auto", recheck_margin: float | None = None):
+def load_model(model_dir: str | Path, backend: str = "auto", recheck_margin: float | None = None,
+               pipe: TextClassificationPipeline | None = None):
     """The model to serve: the int8 ONNX copy or the PyTorch pipeline, with the same API.
 
     ``backend="auto"`` takes ``model-onnx/`` beside ``model_dir`` when it was made from these very
@@ -138,7 +139,8 @@ def load_model(model_dir: str | Path, backend: str = "auto", recheck_margin: flo
     ``"onnx"`` insists on it, ``"pytorch"`` never uses it. When the int8 copy matches, the PyTorch
     model is loaded too and rechecks int8's near ties (gap under ``recheck_margin``, default
     `quantize.RECHECK_MARGIN`), so the classes served are fp32's; ``recheck_margin=0`` serves int8
-    alone and needs only ``model-onnx/`` in memory.
+    alone and needs only ``model-onnx/`` in memory. ``pipe``, a pipeline already loaded from
+    ``model_dir`` (the deployment notebook has one), is used instead of loading the weights again.
     """
     from helpers import quantize
 
@@ -147,10 +149,14 @@ def load_model(model_dir: str | Path, backend: str = "auto", recheck_margin: flo
         raise ValueError(f"backend must be 'auto', 'onnx' or 'pytorch', not {backend!r}")
     margin = quantize.RECHECK_MARGIN if recheck_margin is None else recheck_margin
     same = backend != "pytorch" and quantize.matches(onnx_dir, model_dir)
+    if pipe is not None and Path(pipe.model.name_or_path).resolve() != Path(model_dir).resolve():
+        raise ValueError(f"pipe was loaded from {pipe.model.name_or_path}, not from {model_dir}: "
+                         "pass the pipeline of the model being served, or none")
+    pytorch = (lambda: pipe) if pipe is not None else (lambda: load_pipeline(model_dir))
     if backend == "onnx" or same:
-        fallback = as_predictor(load_pipeline(model_dir)) if same and margin > 0 else None
+        fallback = as_predictor(pytorch()) if same and margin > 0 else None
         return quantize.OnnxClassifier(onnx_dir, fallback=fallback, recheck_margin=margin)
-    return load_pipeline(model_dir)
+    return pytorch()
 
 
 def class_names(model) -> list[str]:

@@ -13,6 +13,7 @@ Needs the ``onnx`` package (torch's exporter and the quantiser both use it).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -163,14 +164,15 @@ class OnnxClassifier:
 
     def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """Probabilities, one row per text, columns in the model's label order."""
-        encodings = self.tokenizer.encode_batch(list(texts))
+        texts = list(texts)
+        encodings = self.tokenizer.encode_batch(texts)
         self.answered += len(encodings)
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
         probs = np.zeros((len(encodings), len(self.labels)), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             probs[rows] = softmax(self.session.run(None, self.feed([encodings[i] for i in rows]))[0])
-        return self.recheck(list(texts), probs)
+        return self.recheck(texts, probs)
 
     def recheck(self, texts: list[str], probs: np.ndarray) -> np.ndarray:
         """Replace int8's answers on near ties by the fallback's. A flip needs int8 to move the gap
@@ -185,6 +187,13 @@ class OnnxClassifier:
             probs[close] = self.fallback([texts[i] for i in close])
             self.rechecked += len(close)
         return probs
+
+    def alone(self) -> OnnxClassifier:
+        """This int8 model without its fallback, sharing the loaded session: what int8 answers by
+        itself, so the payoff table can show what the recheck costs and buys side by side."""
+        single = copy.copy(self)
+        single.fallback, single.recheck_margin, single.answered, single.rechecked = None, 0.0, 0, 0
+        return single
 
     def feed(self, encodings: list) -> dict[str, np.ndarray]:
         """Pad a batch to its longest text: ids, mask and token types as int64 arrays."""

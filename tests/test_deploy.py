@@ -326,6 +326,11 @@ def test_onnx_export_ships_only_the_int8_file(student, onnx_dir):
     assert quantize.matches(onnx_dir, student["dir"])
 
 
+def recording(pipe, asked: list[str]):
+    """A fallback answering with the pipeline's probabilities that notes every text it is asked."""
+    return lambda batch: asked.extend(batch) or deploy.pipeline_proba(pipe, batch)
+
+
 def test_the_payoff_table_puts_the_teacher_timed_at_training_beside_both_students(student, onnx_dir, pipe):
     logs_path = student["dir"] / "training-logs.json"
     before = logs_path.read_text()
@@ -347,6 +352,14 @@ def test_the_payoff_table_puts_the_teacher_timed_at_training_beside_both_student
     assert fp32["accuracy"] == pytest.approx(right) and fp32["agreement"] == 1.0
     assert int8["agreement"] == 1.0 and int8["size_mb"] < fp32["size_mb"] / 3
     assert (table.loc[:, ["p50_ms", "p95_ms", "texts_per_second"]] > 0).all().all()
+    asked = []
+    rechecked = quantize.OnnxClassifier(onnx_dir, recheck_margin=1.0, fallback=recording(pipe, asked))  # every text
+    both = payoff.payoff_table(student["dir"], pipe, rechecked, texts, labels, runs=3)
+    assert list(both.index) == ["student fp32 (PyTorch)", "student int8 (ONNX)", payoff.RECHECKED]
+    assert len(asked) == rechecked.answered > len(texts)  # timed runs included; int8 alone never asks
+    row = both.loc[payoff.RECHECKED]
+    assert row["agreement"] == 1.0 and row["size_mb"] == pytest.approx(fp32["size_mb"] + int8["size_mb"])
+    assert both.loc["student int8 (ONNX)", "size_mb"] == pytest.approx(int8["size_mb"])
 
 
 def test_onnx_classifier_has_the_pipelines_api_and_window(pipe, onnx_dir):
@@ -384,8 +397,7 @@ def test_near_ties_get_the_fp32_answer_and_the_rest_keep_int8s(pipe, onnx_dir):
     gaps = top_two[:, 1] - top_two[:, 0]
     margin = float(np.sort(gaps)[3:5].mean())  # four texts are near ties at this margin
     asked = []
-    onnx = quantize.OnnxClassifier(onnx_dir, recheck_margin=margin,
-                                   fallback=lambda batch: asked.extend(batch) or deploy.pipeline_proba(pipe, batch))
+    onnx = quantize.OnnxClassifier(onnx_dir, recheck_margin=margin, fallback=recording(pipe, asked))
     mixed = onnx.predict_proba(texts, batch_size=1)
     close = gaps < margin
     assert close.sum() == onnx.rechecked == 4
@@ -395,6 +407,23 @@ def test_near_ties_get_the_fp32_answer_and_the_rest_keep_int8s(pipe, onnx_dir):
     everything = quantize.OnnxClassifier(onnx_dir, recheck_margin=1.0,
                                          fallback=lambda batch: deploy.pipeline_proba(pipe, batch))
     assert [row[0]["label"] for row in everything(texts)] == [row[0]["label"] for row in pipe(texts)]
+
+
+def test_load_model_reuses_a_loaded_pipeline_and_alone_drops_the_fallback(student, onnx_dir, pipe, monkeypatch):
+    """The notebook's pipeline becomes the fallback without the weights being read again; a
+    pipeline of other weights is refused; `alone()` answers with int8 only, as a fresh int8 model."""
+    monkeypatch.setattr(deploy, "load_pipeline", lambda folder: pytest.fail("loaded the weights again"))
+    texts = TEXTS + ["my parcel never arrived and " * 60, "refund"]
+    served = deploy.load_model(student["dir"], pipe=pipe, recheck_margin=1.0)  # every text is rechecked
+    np.testing.assert_allclose(served.predict_proba(texts), deploy.pipeline_proba(pipe, texts), atol=1e-6)
+    assert served.rechecked == len(texts)
+    assert deploy.load_model(student["dir"], "pytorch", pipe=pipe) is pipe
+    single = served.alone()
+    np.testing.assert_allclose(single.predict_proba(texts), quantize.OnnxClassifier(onnx_dir).predict_proba(texts),
+                               atol=1e-6)
+    assert (single.fallback, single.rechecked, served.rechecked) == (None, 0, len(texts))
+    with pytest.raises(ValueError, match="pipe was loaded from"):
+        deploy.load_model(student["dir"].parent / "elsewhere" / "model", pipe=pipe)
 
 
 def test_load_model_serves_int8_only_when_it_matches_the_weights(student, onnx_dir, tmp_path):
@@ -555,5 +584,6 @@ def test_deployment_notebook_runs_headless(student, tmp_path, quiet_notebook):
     executed = (tmp_path / "out.ipynb").read_text()
     assert "'backend': 'onnx-int8'" in executed and "'recheck_margin': 0.15" in executed
     assert "student int8 (ONNX), PyTorch for near ties" in executed and "near ties)" in executed
+    assert "<th>student int8 (ONNX)</th>" in executed  # int8 alone has a row of its own too
     assert (tmp_path / "test-predictions.csv").exists()
     quiet_notebook(tmp_path / "out.ipynb")
