@@ -24,22 +24,27 @@ RECHECKED = "student int8 (ONNX), PyTorch for near ties"
 def teacher_speed(teacher, texts: list[str]) -> dict:
     """The teacher's batch-1 p50/p95 (ms), texts/s on one batch, and size on disk (MB).
 
-    Calls `teacher.predict` directly, so no cached answer makes it look fast. Bounded for slow
+    Calls `teacher.predict` directly, and embeds afresh (`embeddings.unremembered`), so no cached
+    answer or remembered embedding of texts it has labelled makes it look fast. Bounded for slow
     teachers (an LLM on a CPU answers in seconds): at most `SPEED_TEXTS` single calls or
     `SPEED_SECONDS`, then one batch of up to 32 texts sized to take about `BATCH_SECONDS`.
     """
+    from helpers.embeddings import unremembered
+
     times, started = [], time.perf_counter()
-    for text in texts[:SPEED_TEXTS]:
+    with unremembered():
+        for text in texts[:SPEED_TEXTS]:
+            start = time.perf_counter()
+            teacher.predict([text])
+            times.append(time.perf_counter() - start)
+            if time.perf_counter() - started > SPEED_SECONDS:
+                break
+        size = min(32, len(texts), max(2, int(BATCH_SECONDS / max(np.mean(times), 1e-6))))
         start = time.perf_counter()
-        teacher.predict([text])
-        times.append(time.perf_counter() - start)
-        if time.perf_counter() - started > SPEED_SECONDS:
-            break
-    size = min(32, len(texts), max(2, int(BATCH_SECONDS / max(np.mean(times), 1e-6))))
-    start = time.perf_counter()
-    teacher.predict(texts[:size])
+        teacher.predict(texts[:size])
+        seconds = time.perf_counter() - start
     return {"p50_ms": 1000 * float(np.percentile(times, 50)), "p95_ms": 1000 * float(np.percentile(times, 95)),
-            "texts_per_second": size / (time.perf_counter() - start), "batch": size, "timed_texts": len(times),
+            "texts_per_second": size / seconds, "batch": size, "timed_texts": len(times),
             "size_mb": teacher.size_mb}
 
 

@@ -312,6 +312,27 @@ def test_teacher_speed_asks_the_teacher_itself_and_stops_early_for_a_slow_one(ta
     assert 5 < speed["texts_per_second"] < 21 and speed["size_mb"] is None  # no weights here to measure
 
 
+def test_teacher_speed_embeds_afresh_texts_the_teacher_has_already_read(task, monkeypatch):
+    """The seed teacher labelled these texts, so their embeddings are remembered; timing must read
+    them again, as a new text would be, and leave the memo as it was."""
+    import helpers.embeddings as embeddings
+    from helpers import payoff
+    from helpers.teachers.seed import SeedTeacher
+
+    seed = SeedTeacher(task)
+    seed.predict(TEXTS)  # now remembered
+    remembered = dict(embeddings._memo)
+    encoded = []
+    real = embeddings.encode
+    monkeypatch.setattr(embeddings, "encode", lambda batch, name: encoded.extend(batch) or real(batch, name))
+    speed = payoff.teacher_speed(seed, TEXTS)
+    assert len(encoded) == speed["timed_texts"] + speed["batch"] and speed["batch"] >= 2
+    assert embeddings._memo.keys() == remembered.keys()
+    encoded.clear()
+    seed.predict(TEXTS)
+    assert encoded == []  # outside the timing the memo serves again
+
+
 @pytest.mark.slow
 def test_teacher_sizes_are_the_weights_a_user_keeps(task, smollm2):
     from helpers.models import minilm_path, smollm2_gguf
