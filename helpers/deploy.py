@@ -147,12 +147,15 @@ def load_model(model_dir: str | Path, backend: str = "auto", recheck_margin: flo
     onnx_dir = quantize.onnx_dir_for(model_dir)
     if backend not in ("auto", "onnx", "pytorch"):
         raise ValueError(f"backend must be 'auto', 'onnx' or 'pytorch', not {backend!r}")
-    margin = quantize.RECHECK_MARGIN if recheck_margin is None else recheck_margin
-    same = backend != "pytorch" and quantize.matches(onnx_dir, model_dir)
     if pipe is not None and Path(pipe.model.name_or_path).resolve() != Path(model_dir).resolve():
         raise ValueError(f"pipe was loaded from {pipe.model.name_or_path}, not from {model_dir}: "
                          "pass the pipeline of the model being served, or none")
-    pytorch = (lambda: pipe) if pipe is not None else (lambda: load_pipeline(model_dir))
+
+    def pytorch() -> TextClassificationPipeline:
+        return pipe if pipe is not None else load_pipeline(model_dir)
+
+    margin = quantize.RECHECK_MARGIN if recheck_margin is None else recheck_margin
+    same = backend != "pytorch" and quantize.matches(onnx_dir, model_dir)
     if backend == "onnx" or same:
         fallback = as_predictor(pytorch()) if same and margin > 0 else None
         return quantize.OnnxClassifier(onnx_dir, fallback=fallback, recheck_margin=margin)

@@ -71,8 +71,8 @@ def payoff_table(model_dir: str | Path, pipe, onnx, texts: list[str], labels: li
     if onnx is not None:
         alone = onnx.alone()
         students["student int8 (ONNX)"] = (alone, onnx.path, alone.predict_proba(texts))
-    if onnx is not None and onnx.fallback:
-        students[RECHECKED] = (onnx, onnx.path, onnx.predict_proba(texts))
+        if onnx.fallback:
+            students[RECHECKED] = (onnx, onnx.path, onnx.predict_proba(texts))
     rows = {name: {**measure_latency(model, texts, runs=runs, size_path=size), "agreement": agreement(fp32, probs),
                    "accuracy": accuracy([names[i] for i in probs.argmax(1)], labels)}
             for name, (model, size, probs) in students.items()}
