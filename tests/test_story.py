@@ -68,6 +68,14 @@ def test_payoff_compares_sizes_and_speeds():
     assert "no LLM is asked" in alone and "the student's" not in alone  # no speed-up claimed for the seed
 
 
+def test_payoff_times_the_teacher_afresh_not_from_its_cached_labelling_pass():
+    teacher = scored("teacher", 3)  # its labelling pass: 40 ms per text, or far less from a cache
+    teacher.speed = {"p50_ms": 180.0, "texts_per_second": 10.0, "batch": 4}
+    text = explain.payoff(teacher, scored("student-tuned", 0), 157_000_000, 22_700_000)
+    assert "100.0 ms per test text in a batch of 4, timed afresh (10.0x the student's)" in text
+    assert "40.0 ms" not in text
+
+
 def test_training_plan_explains_epochs_beyond_epochs():
     from helpers.student import StudentConfig
 
