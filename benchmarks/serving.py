@@ -62,7 +62,8 @@ def long_texts() -> list[str]:
 def agreement(model_dir: Path, test_csv: Path) -> dict:
     """Every backend on the whole test set: how often int8 (alone, then with PyTorch rechecking its
     near ties) picks PyTorch's class, accuracy, and the share of texts the recheck sent to PyTorch."""
-    frames, accuracy, models = {}, {}, {name: load_backend(model_dir, name) for name in BACKENDS}
+    pipe = load_backend(model_dir, "pytorch")  # also the recheck's fallback: the weights are read once
+    frames, accuracy, models = {}, {}, {name: load_backend(model_dir, name, pipe) for name in BACKENDS}
     with tempfile.TemporaryDirectory() as scratch:
         for name, model in models.items():
             frames[name], accuracy[name] = deploy.predict_csv(model, test_csv, Path(scratch) / "p.csv")
@@ -74,10 +75,10 @@ def agreement(model_dir: Path, test_csv: Path) -> dict:
             "share_rechecked": models["onnx+recheck"].rechecked / len(frames["pytorch"])}
 
 
-def load_backend(model_dir: Path, name: str):
-    """One of `BACKENDS` by name, as `deploy.load_model` serves it."""
+def load_backend(model_dir: Path, name: str, pipe=None):
+    """One of `BACKENDS` by name, as `deploy.load_model` serves it (reusing `pipe`, PyTorch, if given)."""
     backend, margin = BACKENDS[name]
-    return deploy.load_model(model_dir, backend, recheck_margin=margin)
+    return deploy.load_model(model_dir, backend, recheck_margin=margin, pipe=pipe)
 
 
 def start_server(model_dir: Path, backend: str) -> tuple[subprocess.Popen, str]:
