@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 
 import numpy as np
@@ -28,7 +29,9 @@ def load_encoder(name: str = MINILM):
 
 MEMO_TEXTS = 50_000  # vectors kept per process (~77 MB at 384 floats); past that the memo starts afresh
 _memo: dict[tuple[str, str], np.ndarray] = {}
-_remembering = True  # False inside `unremembered`
+# False inside `unremembered`, for the thread (context) that entered it only: a server thread
+# embedding meanwhile keeps its memo.
+_remembering: ContextVar[bool] = ContextVar("remembering", default=True)
 
 
 @contextmanager
@@ -36,12 +39,11 @@ def unremembered() -> Iterator[None]:
     """Embed afresh inside the block, neither reading nor filling the memo: timing a teacher on
     texts it has already labelled would otherwise time a dict lookup (the seed teacher showed
     0.2 ms a text and 49,000 texts/s, faster than its own encoder can read one text)."""
-    global _remembering
-    before, _remembering = _remembering, False
+    token = _remembering.set(False)
     try:
         yield
     finally:
-        _remembering = before
+        _remembering.reset(token)
 
 
 def embed(texts: list[str], name: str = MINILM) -> np.ndarray:
@@ -52,7 +54,7 @@ def embed(texts: list[str], name: str = MINILM) -> np.ndarray:
     1,000 long texts each pass cost ~55 s on 2 cores; remembered, the later ones
     are free.
     """
-    if not _remembering and texts:
+    if not _remembering.get() and texts:
         return encode(list(texts), name)
     todo = sorted({t for t in texts if (name, t) not in _memo})
     if len(_memo) + len(todo) > MEMO_TEXTS:

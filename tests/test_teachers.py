@@ -333,6 +333,26 @@ def test_teacher_speed_embeds_afresh_texts_the_teacher_has_already_read(task, mo
     assert encoded == []  # outside the timing the memo serves again
 
 
+def test_embedding_afresh_is_for_the_timing_thread_only(monkeypatch):
+    """A server thread embedding while the teacher is timed keeps its memo: only the thread
+    inside `unremembered` encodes afresh."""
+    import threading
+
+    import helpers.embeddings as embeddings
+
+    embeddings.embed(TEXTS[:2])  # remembered
+    encoded = []
+    real = embeddings.encode
+    monkeypatch.setattr(embeddings, "encode", lambda batch, name: encoded.extend(batch) or real(batch, name))
+    with embeddings.unremembered():
+        other = threading.Thread(target=embeddings.embed, args=(TEXTS[:2],))
+        other.start()
+        other.join()
+        assert encoded == []  # the other thread read its memo
+        embeddings.embed(TEXTS[:2])
+    assert encoded == TEXTS[:2]  # this one encoded afresh
+
+
 @pytest.mark.slow
 def test_teacher_sizes_are_the_weights_a_user_keeps(task, smollm2):
     from helpers.models import minilm_path, smollm2_gguf
