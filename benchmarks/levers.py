@@ -4,12 +4,15 @@
     python benchmarks/levers.py --name ref-lr5e-5 --teacher truth --set learning_rate=5e-5
     python benchmarks/levers.py --probes          # linear probes on frozen features, no training
     python benchmarks/levers.py --name lpft-p0.9 --teacher 0.9 --split test --set warm_start=align+probe
+    python benchmarks/levers.py --name lpft-all-gold-p0.9 --teacher 0.9 --split test \
+        --set warm_start=align+probe learn_held_out=true   # as distill's refit: every seed row
 
-One student-tuned per call: the seed rows less the guard's validation split, plus
-1,500 unlabelled rows labelled by the simulated teacher (p) or by their true intents
-(``truth``: the supervised reference, a plain fine-tune). Accuracy on 1,000 held-out
-train rows (``--split dev``, the default) or on BANKING77's test set (``--split test``,
-only for a recipe chosen on dev) goes to benchmarks/results/levers/<name>-<split>-seed<S>.json.
+One student-tuned per call: the seed rows less the guard's validation split (all of them
+with ``learn_held_out=true``), plus 1,500 unlabelled rows labelled by the simulated teacher
+(p) or by their true intents (``truth``: the supervised reference, a plain fine-tune).
+Accuracy on 1,000 held-out train rows (``--split dev``, the default) or on BANKING77's test
+set (``--split test``, only for a recipe chosen on dev) goes to
+benchmarks/results/levers/<name>-<split>-seed<S>.json.
 """
 
 from __future__ import annotations
@@ -57,14 +60,20 @@ def k_shot_task(tmp: Path, k: int, unlabelled: int, split: str = "dev") -> tuple
 
 def training_rows(task: Task, truth: dict[str, str], teacher: str, recipe: Recipe, train: pd.DataFrame,
                   validation: pd.DataFrame) -> pd.DataFrame:
-    """Gold rows plus the unlabelled rows, labelled by their truth or by a simulated teacher."""
+    """Gold rows plus the unlabelled rows, labelled by their truth or by a simulated teacher.
+
+    With `learn_held_out` the student is the one `distill` delivers after the guard's verdict: it
+    learns every seed row, the validation split too, from a teacher fit on all of them.
+    """
     texts = task.unstructured["text"].tolist()
-    gold = gold_rows(train, task.classes)
+    every_row = recipe.config.learn_held_out
+    gold = gold_rows(task.train if every_row else train, task.classes)
     if teacher == "none":
         return gold
     if teacher == "truth":
         return pd.concat([gold, supervised_rows(texts, truth, task.classes)], ignore_index=True)
-    simulated = SimulatedTeacher(task, truth, float(teacher), recipe.config.seed).without(validation.index)
+    simulated = SimulatedTeacher(task, truth, float(teacher), recipe.config.seed)
+    simulated = simulated if every_row else simulated.without(validation.index)
     return pd.concat([gold, recipe.teach(simulated, texts)[0]], ignore_index=True)
 
 

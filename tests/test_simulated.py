@@ -143,3 +143,19 @@ def test_settings_from_the_command_line_are_cast_to_the_recipes_field_types():
             parse_settings([bad])
     with pytest.raises(ValueError):
         parse_settings(["min_steps=many"])
+
+
+def test_levers_student_learns_every_seed_row_when_asked_as_the_delivered_refit_does(tmp_path):
+    """`learn_held_out=true` screens the model distill delivers: the validation split's gold rows too."""
+    from levers import training_rows
+
+    from helpers.distill import Recipe
+    from helpers.guard import split_validation
+    from helpers.student import StudentConfig
+
+    task = load_task(make_task(tmp_path / "data-shop", classes=CLASSES, train=TRAIN))
+    train, validation = split_validation(task.train, 0)
+    for every_row, expected in ((False, train), (True, task.train)):
+        recipe = Recipe(task, StudentConfig(learn_held_out=every_row), tmp_path / "work", progress=False)
+        rows = training_rows(task, {}, "none", recipe, train, validation)
+        assert sorted(rows["text"]) == sorted(expected["text"]) and len(validation) > 0
