@@ -35,7 +35,7 @@ from simulated import SimulatedTeacher, build_dev_source, read_truth, supervised
 
 from helpers.benchmark import build_banking77_task, find_banking77  # noqa: E402
 from helpers.checks import normalise  # noqa: E402
-from helpers.distill import Recipe  # noqa: E402
+from helpers.distill import Recipe, delivered_rows  # noqa: E402
 from helpers.guard import split_validation  # noqa: E402
 from helpers.recipes import parse_settings  # noqa: E402
 from helpers.student import StudentConfig, gold_rows  # noqa: E402
@@ -67,7 +67,7 @@ def training_rows(task: Task, truth: dict[str, str], teacher: str, recipe: Recip
     """
     texts = task.unstructured["text"].tolist()
     every_row = recipe.config.learn_held_out
-    gold = gold_rows(task.train if every_row else train, task.classes)
+    gold = delivered_rows(recipe, gold_rows(train, task.classes), {})  # the product's own rule, not a copy
     if teacher == "none":
         return gold
     if teacher == "truth":
