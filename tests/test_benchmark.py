@@ -41,7 +41,8 @@ def test_tfidf_baseline_scores_the_test_set(tmp_path):
 
 @pytest.mark.slow
 def test_benchmark_smoke_run_writes_every_field(tmp_path):
-    record = run_benchmark(make_task(tmp_path / "data-shop", train=TRAIN), "seed", max_unlabelled=3, epochs=1)
+    record = run_benchmark(make_task(tmp_path / "data-shop", train=TRAIN), "seed", max_unlabelled=3, epochs=1,
+                           settings={"min_steps": 2, "min_examples_per_class": 0})  # fields, not accuracy
     assert record["task"] == "shop" and record["n_test"] == 2
     assert set(record["teacher"]) >= {"spec", "accuracy", "macro_f1", "texts_per_s"}
     assert set(record["student_tuned"]) >= {"accuracy", "macro_f1", "train_seconds", "p50_ms_batch1",
