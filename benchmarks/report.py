@@ -98,6 +98,20 @@ def teacher_table(root: Path) -> str:
     return frame.to_markdown(index=False)
 
 
+def dtype_table(root: Path) -> str:
+    """The local LLM teacher in float32 against bf16 (benchmarks/teachers.py --dtypes), if it has been run."""
+    path = root / "benchmarks" / "results" / "teachers" / "dtypes.json"
+    if not path.exists():
+        return "Not run yet: `python benchmarks/teachers.py --dtypes`."
+    result = json.loads(path.read_text())
+    rows = [{"task": r["task"], "dtype": r["dtype"], "load and prompt s": r["setup_seconds"],
+             "s per text (3 passes)": " / ".join(map(str, r["seconds_per_text"])),
+             "same answer as the other dtype": r["agreement"]} for r in result["records"]]
+    instructions = ", ".join(result["bf16_instructions"]) or "none"
+    return (f"{result['machine']}; bf16 instructions: {instructions}; the default on a CPU: {result['default']}."
+            f"\n\n{pd.DataFrame(rows).to_markdown(index=False)}")
+
+
 def long_text_table(root: Path) -> str:
     """Window strategies on the long-text tasks (benchmarks/long_texts.py): mean ± std over seeds."""
     path = root / "benchmarks" / "results" / "long-texts" / "long-texts.json"
@@ -229,6 +243,7 @@ def render(records: list[dict], machine: str, root: Path = Path(__file__).resolv
         "Produced by `make benchmark` (`python benchmarks/run.py`); raw records in `benchmarks/results/`.", "",
         "## Summary (mean ± std over seeds)", "", summary(frame).to_markdown(index=False), "",
         f"![accuracy]({PLOT})", "", "## Teachers on the test sets", "", teacher_table(root), "",
+        "## The local LLM teacher in float32 and bf16", "", dtype_table(root), "",
         "## Peers (SetFit, TF-IDF) on the same folds", "", peers_table(root), "",
         "## Long texts: how much the student reads", "", long_text_table(root), "",
         "## Serving: fp32 PyTorch against int8 ONNX", "", serving_table(root), "",

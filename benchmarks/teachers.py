@@ -3,6 +3,8 @@ prefix KV-cache and batching speed-ups of the local LLM scorer.
 
     python benchmarks/teachers.py                     # writes benchmarks/results/teachers.json
     python benchmarks/teachers.py --teachers "local:smollm2-135m?retrieve=4"   # adds to it
+    python benchmarks/teachers.py --dtypes --tasks data-banking-routing data-injury
+        # the local LLM in float32 against bf16 on this CPU: writes benchmarks/results/teachers/dtypes.json
 """
 
 from __future__ import annotations
@@ -30,6 +32,62 @@ def speedup(teacher, texts: list[str], setting: str, values: tuple, names: tuple
             "speedup": round(timings[names[1]] / timings[names[0]], 2)}
 
 
+def dtype_speed(task, spec: str, dtype, texts: list[str], repeats: int = 3) -> dict:
+    """Load and prompt time, then seconds per text over `repeats` passes, with the local LLM in `dtype`."""
+    import numpy as np
+
+    from helpers import device
+    from helpers.teachers import make_teacher
+
+    chosen, device.teacher_dtype = device.teacher_dtype, lambda _: dtype
+    try:
+        start = time.perf_counter()
+        teacher = make_teacher(spec, task, device="cpu")
+        setup = time.perf_counter() - start
+        passes = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            probs = np.array([p for p, _ in teacher.predict(texts)])
+            passes.append((time.perf_counter() - start) / len(texts))
+    finally:
+        device.teacher_dtype = chosen
+    return {"task": task.name, "teacher": spec, "dtype": str(dtype).removeprefix("torch."),
+            "setup_seconds": round(setup, 1), "seconds_per_text": [round(s, 3) for s in passes],
+            "answers": probs.argmax(axis=1).tolist()}
+
+
+def bf16_instructions() -> list[str]:
+    """The CPU's native bf16 instruction sets, as Linux lists them: whether bf16 can win by compute."""
+    path = Path("/proc/cpuinfo")
+    flags = set(path.read_text().split()) if path.exists() else set()
+    return sorted(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def compare_dtypes(tasks: list[str], texts_per_task: int) -> None:
+    """float32 against bf16, side by side on each task's first test texts, and how often they agree."""
+    import torch
+
+    from helpers.benchmark import machine
+    from helpers.device import teacher_dtype
+    from helpers.task import load_task
+
+    records = []
+    for task_dir in tasks:
+        task = load_task(ROOT / task_dir)
+        texts = task.test["text"].tolist()[:texts_per_task]
+        pair = [dtype_speed(task, "local:smollm2-135m", dtype, texts) for dtype in (torch.float32, torch.bfloat16)]
+        same = sum(a == b for a, b in zip(pair[0]["answers"], pair[1]["answers"])) / len(texts)
+        for record in pair:
+            record["agreement"] = round(same, 3)
+            print(json.dumps(record), flush=True)
+        records += pair
+    result = {"machine": machine(), "bf16_instructions": bf16_instructions(),
+              "default": str(teacher_dtype("cpu")).removeprefix("torch."), "records": records}
+    path = ROOT / "benchmarks" / "results" / "teachers" / "dtypes.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+
+
 def main() -> None:
     from helpers.evaluate import evaluate_teacher
     from helpers.task import load_task
@@ -38,7 +96,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tasks", nargs="+", default=TASKS)
     parser.add_argument("--teachers", nargs="+", default=TEACHERS)
+    parser.add_argument("--dtypes", action="store_true", help="time the local LLM in float32 and bf16")
+    parser.add_argument("--texts", type=int, default=16, help="test texts per task for --dtypes")
     args = parser.parse_args()
+    if args.dtypes:
+        return compare_dtypes(args.tasks, args.texts)
     records = []
     for task_dir in args.tasks:
         task = load_task(ROOT / task_dir)

@@ -42,9 +42,9 @@ def load_causal_lm(name_or_path: str, gguf_file: str | None = None, device: str 
     """Tokenizer and model via from_pretrained, on `device`, in bf16 on a CPU (GGUF weights
     dequantised to it; see `teacher_load_kwargs` for GPUs).
 
-    transformers advises float32 for GGUF, but here bf16 was faster: the shared
-    prefix's KV cache is copied for every text, and float32 doubles those bytes
-    (8 banking texts: 57 s in bf16, 95 s in float32 on a busy 2-core CPU). The advice
+    transformers advises float32 for GGUF, but bf16 scored texts faster on both CPUs measured
+    (8 banking texts: 57 s in bf16, 95 s in float32 on a busy 2-core AMD EPYC; on a Xeon without
+    bf16 instructions ~2.2 s a text against ~3.3, benchmarks/teachers.py --dtypes). The advice
     is silenced with the other loading noise (`quiet_loading`), not taken. An ``hf:``
     model on CUDA is placed by accelerate (``device_map="auto"``), so a 7B fits over cards.
     """
