@@ -154,6 +154,42 @@ def test_prefix_cache_gives_the_same_scores_as_a_full_forward(smollm2):
     assert np.argmax(cached) == np.argmax(full)
 
 
+NAMED = {"refund": "Money back.", "card_payment_fee_charged": "A fee on a card payment.",
+         "balance_not_updated_after_cheque_or_cash_deposit": "A deposit that does not show."}
+
+
+def name_scores_one_by_one(teacher, text: str) -> np.ndarray:
+    """The definition, slowly: each class name after the whole prompt in its own forward pass, no cache."""
+    import torch
+
+    prompt = teacher.prefix_ids[0].tolist() + teacher.tokenizer(teacher.suffix(text, []),
+                                                                add_special_tokens=False)["input_ids"]
+    scores = []
+    for name in teacher.class_ids:
+        with torch.inference_mode():
+            logits = teacher.model(input_ids=torch.tensor([prompt + name.tolist()])).logits[0].float()
+        logprobs = torch.log_softmax(logits[len(prompt) - 1:-1], dim=-1)  # the rows that predict the name
+        scores.append(logprobs.gather(1, name[:, None]).sum().item())
+    return np.array(scores)
+
+
+@pytest.mark.slow
+def test_class_names_packed_in_one_pass_score_as_each_name_alone(smollm2, tmp_path):
+    """Names of 2 to 18 tokens share one sequence per text; none may see another, and padding of the
+    shorter text must not leak in. Checked in float32, where the two ways agree to rounding."""
+    rows = [(text, name) for name in NAMED for text in (f"about {name} please", f"{name} again")]
+    folder = make_task(tmp_path / "data-names", classes=NAMED, train=rows, test=rows[::2])
+    teacher = smollm2.refit(load_task(folder))
+    lengths = [len(name) for name in teacher.class_ids]
+    assert min(lengths) <= 3 and max(lengths) >= 12, lengths  # the packing is really exercised
+    texts = ["my card payment cost a fee", "the cash I paid in last week is still not in my balance at all"]
+    with in_float32(teacher.model):
+        teacher.build_prompt()
+        packed = teacher.score_batch(texts, [[] for _ in texts])
+        alone = np.array([name_scores_one_by_one(teacher, text) for text in texts])
+    np.testing.assert_allclose(packed, alone, atol=1e-3)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("cached", [True, False])
 def test_a_batch_of_texts_scores_like_one_text_at_a_time(smollm2, cached):

@@ -161,8 +161,7 @@ class LocalLMTeacher(Teacher):
         self.prefix, self.prefix_ids = prefix, self.encode(prefix)
         self.prefix_cache = self.run(self.prefix_ids).cache if self.use_prefix_cache else None
         end = self.tokenizer.eos_token or ""
-        self.class_ids = [self.encode(name + end) for name in self.task.classes]
-        self.class_names, _ = pad_rows([ids[0].tolist() for ids in self.class_ids], self.pad_id, left=False)
+        self.class_ids = [self.encode(name + end)[0] for name in self.task.classes]
 
     def render(self, examples: list[tuple[str, str]], text: str) -> str:
         """The chat-templated prompt: system, example turns, the text, the assistant's cue."""
@@ -210,7 +209,7 @@ class LocalLMTeacher(Teacher):
 
         Pass 1 runs every text's suffix on top of the shared prefix (suffixes are
         left-padded; padding is masked and skipped by the position ids). Pass 2 runs
-        every class name after every text, on that cache repeated once per class.
+        every class name after its text (`score_names`).
         """
         import torch
 
@@ -227,19 +226,38 @@ class LocalLMTeacher(Teacher):
         positions = start + (mask.cumsum(1) - 1).clamp(min=0)
         out = self.run(ids, cache, attention, positions)
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
-        names = self.class_names
-        k, length = names.shape
-        out.cache.batch_repeat_interleave(k)
-        attention = torch.cat([attention.repeat_interleave(k, 0),
-                               torch.ones(len(texts) * k, length, dtype=torch.long)], dim=1)
-        positions = (positions[:, -1:] + 1 + torch.arange(length)).repeat_interleave(k, 0)
-        rest = self.run(names.repeat(len(texts), 1), out.cache, attention, positions).logits
-        rest = torch.log_softmax(rest.float(), dim=-1).view(len(texts), k, length, -1)
-        scores = np.zeros((len(texts), k))
+        scores = np.stack([first[:, name[0]].numpy() for name in self.class_ids], axis=1)
+        return scores + self.score_names(out.cache, attention, positions[:, -1] + 1)
+
+    def score_names(self, cache, attention, next_position) -> np.ndarray:
+        """Log-probability of every class name's tokens after its first, shape (texts, classes).
+
+        All names ride in one sequence per text, packed end to end: a 4D mask lets each name
+        see its text (the cache, minus padding) and its own earlier tokens, never another
+        name, and each name's positions restart after the text. So a text costs the sum of
+        the names' lengths, not classes x the longest name on classes copies of the cache
+        (banking: 68 tokens instead of 144; the pass was ~80% of a text's time).
+        """
+        import torch
+
+        inputs = [name[:-1] for name in self.class_ids]  # the last token is predicted, never fed
+        if not sum(map(len, inputs)):  # every name is one token: pass 1 scored them all
+            return np.zeros((len(attention), len(inputs)))
+        packed = torch.cat(inputs)[None].expand(len(attention), -1)
+        segment = torch.cat([torch.full((len(ids),), j) for j, ids in enumerate(inputs)])
+        offset = torch.cat([torch.arange(len(ids)) for ids in inputs])
+        own = (segment[:, None] == segment[None]) & (offset[:, None] >= offset[None])  # causal within a name
+        seen = torch.cat([attention.bool()[:, None].expand(-1, len(segment), -1),
+                          own[None].expand(len(attention), -1, -1)], dim=2)
+        blocked = torch.finfo(self.model.dtype).min
+        mask = torch.zeros(seen.shape, dtype=self.model.dtype).masked_fill(~seen, blocked)[:, None]
+        logits = self.run(packed, cache, mask, next_position[:, None] + offset[None]).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        scores = np.zeros((len(attention), len(inputs)))
         for j, name in enumerate(self.class_ids):
-            tokens = name[0].to(rest.device)  # gathered where the logits are: a GPU's vocab stays there
-            steps = rest[:, j, : len(tokens) - 1].gather(2, tokens[1:].expand(len(texts), -1)[..., None])
-            scores[:, j] = (first[:, tokens[0].item()] + steps.sum((1, 2)).cpu()).numpy()
+            steps = logprobs[:, segment.to(logprobs.device) == j]  # rows of name j, in order
+            targets = name[1:].to(logprobs.device)  # gathered where the logits are: a GPU's vocab stays there
+            scores[:, j] = steps.gather(2, targets.expand(len(attention), -1)[..., None]).sum((1, 2)).cpu().numpy()
         return scores
 
     @property
