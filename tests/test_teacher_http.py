@@ -307,16 +307,17 @@ def test_stuck_server_times_out_clearly_and_a_slow_one_is_waited_for(task, tmp_p
     quick = RetryPolicy(attempts=2, base=0.1, cap=0.2)
     with llama_server(port, tmp_path / "server.log") as (_, proc):
         try:
-            stopper = when_answered(cache, 2, lambda: proc.send_signal(signal.SIGSTOP))
-            with pytest.raises(TeacherUnavailable, match="did not answer within 2 s.*TEACHER_TIMEOUT"):
-                # two in flight: the server answers one at a time, and time queued there counts in the 2 s
-                OpenAITeacher(task, spec, timeout=2.0, retry=quick, concurrency=2).label(
+            stopper = when_answered(cache, 1, lambda: proc.send_signal(signal.SIGSTOP))
+            with pytest.raises(TeacherUnavailable, match="did not answer within 5 s.*TEACHER_TIMEOUT"):
+                # one in flight, 5 s: a live server answers a short text in about a second even on a busy CPU
+                # (with two in flight, the second one's queueing counted too, and a fresh-clone CI ran out of 2 s)
+                OpenAITeacher(task, spec, timeout=5.0, retry=quick, concurrency=1).label(
                     texts, cache_dir=cache, batch_size=2, progress=False)
             stopper.join(timeout=60)
         finally:
             proc.send_signal(signal.SIGCONT)
         answered = cached_keys(cache)
-        assert 2 <= len(answered) < len(texts)
+        assert 1 <= len(answered) < len(texts)
         stall = lambda: (proc.send_signal(signal.SIGSTOP), time.sleep(1.5), proc.send_signal(signal.SIGCONT))  # noqa: E731
         staller = when_answered(cache, len(answered) + 1, stall)
         labels = OpenAITeacher(task, spec, timeout=30.0, retry=quick).label(
