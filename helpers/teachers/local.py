@@ -221,7 +221,7 @@ class LocalLMTeacher(Teacher):
         else:
             cache, start = None, 0
             suffixes = [self.prefix_ids[0].tolist() + ids for ids in suffixes]
-        ids, mask = pad_rows(suffixes, self.pad_id, left=True)
+        ids, mask = pad_left(suffixes, self.pad_id)
         attention = torch.cat([torch.ones(len(texts), start, dtype=torch.long), mask], dim=1)
         positions = start + (mask.cumsum(1) - 1).clamp(min=0)
         out = self.run(ids, cache, attention, positions)
@@ -287,15 +287,16 @@ class LocalLMTeacher(Teacher):
         return answers
 
 
-def pad_rows(rows: list[list[int]], pad_id: int, left: bool):
-    """Token-id lists as one (rows, longest) tensor plus its mask; padding on the left or right."""
+def pad_left(rows: list[list[int]], pad_id: int):
+    """Token-id lists as one (rows, longest) tensor plus its mask, padded on the left so every
+    row's last token sits in the last column, where the next token is read."""
     import torch
 
     length = max(map(len, rows))
     ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), length), dtype=torch.long)
     for i, row in enumerate(rows):
-        span = slice(length - len(row), length) if left else slice(0, len(row))
+        span = slice(length - len(row), length)
         ids[i, span], mask[i, span] = torch.tensor(row, dtype=torch.long), 1
     return ids, mask
 
