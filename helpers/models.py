@@ -114,7 +114,8 @@ def dense_copy(gguf: Path, name: str) -> Path:
         model.hf_quantizer, model.is_quantized = None, False
         model.config.quantization_config = None
         return model, AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    return saved_once(name, build)
+    with gguf_parsed_once():
+        return saved_once(name, build)
 
 
 def set_threads() -> None:
@@ -129,6 +130,32 @@ def set_threads() -> None:
     processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun: share the cores, do not fight
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes))
     logging.disable_progress_bar()
+
+
+@contextmanager
+def gguf_parsed_once() -> Iterator[None]:
+    """Within the block, each GGUF file's header is parsed once, not once per loader.
+
+    transformers parses the whole file again for the tokenizer, the config and the weights.
+    SmolLM2's header holds a 49k-entry vocabulary and its merges: ~7 s a parse on a 2-core CPU,
+    so a teacher load spent ~14 s re-reading it. The reader is read-only (a memory map), so
+    sharing it changes nothing loaded; if a future transformers stops calling
+    ``gguf.GGUFReader``, this does nothing.
+    """
+    import gguf
+
+    reader, readers = gguf.GGUFReader, {}
+
+    def shared(path, mode: str = "r"):
+        key = (str(Path(path).resolve()), mode)
+        if key not in readers:
+            readers[key] = reader(path, mode)
+        return readers[key]
+    gguf.GGUFReader = shared
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = reader
 
 
 @contextmanager

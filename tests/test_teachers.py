@@ -122,6 +122,26 @@ def test_local_llm_returns_a_distribution_over_the_classes(smollm2):
     assert (labels.probs.max(axis=1) > 0.5).all()  # a scored answer, not the flat fallback
 
 
+@pytest.mark.slow
+def test_a_gguf_teacher_reads_its_file_once(monkeypatch):
+    import gguf
+
+    from helpers.models import smollm2_gguf
+    from helpers.teachers.local import load_causal_lm
+
+    opened, reader = [], gguf.GGUFReader
+
+    def counting(path, *args):
+        opened.append(path)
+        return reader(path, *args)
+    monkeypatch.setattr(gguf, "GGUFReader", counting)
+    path = smollm2_gguf()
+    tokenizer, model = load_causal_lm(str(path.parent), path.name)
+    assert len(opened) == 1  # tokenizer, config and weights: three parses of ~7 s without sharing
+    assert gguf.GGUFReader is counting  # put back as it was
+    assert model.config.vocab_size == len(tokenizer) and model.lm_head.weight.abs().sum() > 0
+
+
 @contextlib.contextmanager
 def in_float32(model):
     """Every parameter and buffer in float32 for a while, then back to its own dtype (the rotary

@@ -29,7 +29,7 @@ import numpy as np
 from helpers.archive import folder_size_mb
 from helpers.device import resolve_device, teacher_batch_size, teacher_load_kwargs
 from helpers.limits import EXAMPLE_TEXT_WORDS, TEACHER_TEXT_WORDS
-from helpers.models import quiet_loading, set_threads, smollm2_gguf
+from helpers.models import gguf_parsed_once, quiet_loading, set_threads, smollm2_gguf
 from helpers.task import Task
 from helpers.teachers.base import Teacher, fit_words
 
@@ -52,7 +52,7 @@ def load_causal_lm(name_or_path: str, gguf_file: str | None = None, device: str 
 
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     placement = teacher_load_kwargs(device, spread=gguf_file is None)
-    with quiet_loading():
+    with quiet_loading(), gguf_parsed_once():
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(name_or_path, **placement, **kwargs)
     if "device_map" not in placement:
