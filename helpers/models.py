@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,11 +93,16 @@ def saved_once(name: str, build) -> Path:
     """
     target = CACHE / name
     if not (target / "config.json").exists():
-        staging = CACHE / f".{name}.partial"
-        shutil.rmtree(staging, ignore_errors=True)  # a killed run's leftovers
+        for leftover in CACHE.glob(f".{name}.*.partial"):  # killed runs' halves (a build takes a minute)
+            if time.time() - leftover.stat().st_mtime > 3600:
+                shutil.rmtree(leftover, ignore_errors=True)
+        staging = CACHE / f".{name}.{os.getpid()}.partial"  # two processes building never share one
         for part in build():
             part.save_pretrained(staging)
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished first: its copy is the same
+            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

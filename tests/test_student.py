@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -417,9 +418,12 @@ def test_a_shallow_student_keeps_the_chosen_minilm_layers(name, tmp_path, monkey
     from helpers.student import load_student
 
     monkeypatch.setattr(models, "CACHE", tmp_path / "backbones")
-    partial = tmp_path / "backbones" / f".{name}.partial"  # left behind by a killed run
-    partial.mkdir(parents=True)
-    (partial / "stale.bin").write_bytes(b"half")
+    partial = tmp_path / "backbones" / f".{name}.12345.partial"  # left behind by a killed run
+    building = tmp_path / "backbones" / f".{name}.12346.partial"  # another process, writing now
+    for half in (partial, building):
+        half.mkdir(parents=True)
+        (half / "stale.bin").write_bytes(b"half")
+    os.utime(partial, (time.time() - 7200, time.time() - 7200))
     _, student = load_student(name, ["refund", "delivery"])
     full = AutoModel.from_pretrained(models.minilm_path())
     kept = models.SHALLOW_LAYERS[name]
@@ -428,6 +432,7 @@ def test_a_shallow_student_keeps_the_chosen_minilm_layers(name, tmp_path, monkey
         assert torch.equal(mine.output.dense.weight, full.encoder.layer[source].output.dense.weight)
     assert torch.equal(student.bert.embeddings.word_embeddings.weight, full.embeddings.word_embeddings.weight)
     assert not partial.exists() and not (tmp_path / "backbones" / name / "stale.bin").exists()
+    assert (building / "stale.bin").exists()
 
 
 def test_a_shallow_student_trains_exports_and_loads_as_a_plain_bert(task, tmp_path, monkeypatch):

@@ -123,10 +123,11 @@ def test_local_llm_returns_a_distribution_over_the_classes(smollm2):
 
 
 @pytest.mark.slow
-def test_a_gguf_teacher_reads_its_file_once(monkeypatch):
+def test_a_gguf_file_is_read_once_and_the_shipped_one_loads_from_a_dense_copy(monkeypatch, tmp_path):
     import gguf
+    import torch
 
-    from helpers.models import smollm2_gguf
+    from helpers.models import CACHE, smollm2_gguf
     from helpers.teachers.local import load_causal_lm
 
     opened, reader = [], gguf.GGUFReader
@@ -135,11 +136,17 @@ def test_a_gguf_teacher_reads_its_file_once(monkeypatch):
         opened.append(path)
         return reader(path, *args)
     monkeypatch.setattr(gguf, "GGUFReader", counting)
-    path = smollm2_gguf()
-    tokenizer, model = load_causal_lm(str(path.parent), path.name)
+    load_causal_lm(str(smollm2_gguf().parent), smollm2_gguf().name)  # makes the dense copy if missing
+    opened.clear()
+    shipped = load_causal_lm(str(smollm2_gguf().parent), smollm2_gguf().name)[1]
+    assert opened == [] and (CACHE / "smollm2-135m" / "model.safetensors").exists()
+    (tmp_path / "mine.gguf").symlink_to(smollm2_gguf())  # a user's own GGUF file: loaded as it is
+    tokenizer, model = load_causal_lm(str(tmp_path), "mine.gguf")
     assert len(opened) == 1  # tokenizer, config and weights: three parses of ~7 s without sharing
     assert gguf.GGUFReader is counting  # put back as it was
-    assert model.config.vocab_size == len(tokenizer) and model.lm_head.weight.abs().sum() > 0
+    assert model.config.vocab_size == len(tokenizer)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, shipped.state_dict()[name]), name
 
 
 @contextlib.contextmanager
