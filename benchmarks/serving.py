@@ -9,7 +9,8 @@ its near ties (what `deploy.load_model` serves) answer the task's whole test.csv
 PyTorch, accuracy, share rechecked), then each run times the three in process (``deploy.measure_latency``)
 and at an HTTP client (the server in a process of its own, as users reach it; a kept-alive
 ``httpx.Client``), on short banking texts and on ~300-word e-commerce / mental-health texts.
-``uptime``'s load average is recorded next to every timing: the machine may be shared.
+``uptime``'s load average is recorded next to every timing: the machine may be shared. Int8 is also
+run the way it was before long texts ran alone (`BATCHED`, in process only): the rival of that rule.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from helpers.serve import client_predictor  # noqa: E402
 RESULT = ROOT / "benchmarks" / "results" / "serving" / "serving.json"  # read by report.serving_table
 # name -> (deploy.load_model backend, recheck_margin): int8 alone, and int8 whose near ties PyTorch rechecks
 BACKENDS = {"pytorch": ("pytorch", 0.0), "onnx": ("onnx", 0.0), "onnx+recheck": ("onnx", quantize.RECHECK_MARGIN)}
+BATCHED = "onnx, long texts batched"  # int8 alone as before quantize.ALONE_ABOVE: every text in batches of 32
 SERVER = ("import sys, time\nfrom helpers.serve import serve\n"
           "handle = serve(sys.argv[1], backend=sys.argv[2], recheck_margin=float(sys.argv[3]))\n"
           "print(handle.url, flush=True)\nwhile True: time.sleep(60)\n")
@@ -64,6 +66,7 @@ def agreement(model_dir: Path, test_csv: Path) -> dict:
     near ties) picks PyTorch's class, accuracy, and the share of texts the recheck sent to PyTorch."""
     pipe = load_backend(model_dir, "pytorch")  # also the recheck's fallback: the weights are read once
     frames, accuracy, models = {}, {}, {name: load_backend(model_dir, name, pipe) for name in BACKENDS}
+    models[BATCHED] = batched(models["onnx"])
     with tempfile.TemporaryDirectory() as scratch:
         for name, model in models.items():
             frames[name], accuracy[name] = deploy.predict_csv(model, test_csv, Path(scratch) / "p.csv")
@@ -72,7 +75,15 @@ def agreement(model_dir: Path, test_csv: Path) -> dict:
     return {"n_test": len(frames["pytorch"]), "same_class": same["onnx"], "acc_pytorch": accuracy["pytorch"],
             "acc_int8": accuracy["onnx"], "acc_diff_points": 100 * (accuracy["onnx"] - accuracy["pytorch"]),
             "same_class_recheck": same["onnx+recheck"], "acc_recheck": accuracy["onnx+recheck"],
-            "share_rechecked": models["onnx+recheck"].rechecked / len(frames["pytorch"])}
+            "share_rechecked": models["onnx+recheck"].rechecked / len(frames["pytorch"]),
+            "same_class_long_batched": same[BATCHED], "acc_long_batched": accuracy[BATCHED]}
+
+
+def batched(onnx: quantize.OnnxClassifier) -> quantize.OnnxClassifier:
+    """The rival of the rule that runs long texts alone: the same int8 session batching every text."""
+    rival = onnx.alone()
+    rival.alone_above = 10**9
+    return rival
 
 
 def load_backend(model_dir: Path, name: str, pipe=None):
@@ -97,12 +108,14 @@ def time_backend(model_dir: Path, backend: str, sets: dict[str, list[str]], runs
     """In process and over HTTP, for each text set: one row per (where, texts)."""
     rows, model = [], load_backend(model_dir, backend)
     size = model_dir / "model.safetensors" if backend == "pytorch" else model.path
+    variants = {backend: model} | ({BATCHED: batched(model)} if backend == "onnx" else {})
     for name, texts in sets.items():
-        before = load()
-        stats = deploy.measure_latency(model, texts, runs=runs, size_path=size)
-        rows.append({"backend": backend, "where": "in process", "texts": name, **stats,
-                     "load_before": before, "load_after": load()})
-    del model
+        for label, variant in variants.items():  # one text alone is answered alike: BATCHED is timed here only
+            before = load()
+            stats = deploy.measure_latency(variant, texts, runs=runs, size_path=size)
+            rows.append({"backend": label, "where": "in process", "texts": name, **stats,
+                         "load_before": before, "load_after": load()})
+    del model, variants
     proc, url = start_server(model_dir, backend)
     try:
         for name, texts in sets.items():

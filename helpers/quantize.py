@@ -35,6 +35,12 @@ RECIPE = "dynamic-int8-per-channel-v1"  # change it when the export changes: old
 # unlabelled rows of each example task (not test rows) int8 alone flipped 19 of 1,200 texts, all with an
 # int8 gap under 0.11 (benchmarks/NOTES.md, "Near ties"); 0.15 leaves room for texts not seen there.
 RECHECK_MARGIN = 0.15
+# A text longer than this (in word pieces) is run alone, never in a batch. Batching pays for short texts
+# (about 2x the texts/s at 16-32 pieces) and less with length (1.2-1.3x at 128, none at 256: each text
+# already fills the matrix kernels), while int8 takes its activation scale from the whole batch, so a long
+# text's answer moved with its neighbours: a mental-health text whose two likeliest classes were 0.49
+# apart flipped in a batch of 4 (benchmarks/NOTES.md, "Long texts run alone").
+ALONE_ABOVE = 128
 TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
@@ -124,6 +130,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def batches(lengths: list[int], batch_size: int, alone_above: int = ALONE_ABOVE) -> list[np.ndarray]:
+    """Row numbers of each batch: texts sorted by length so short ones are not padded to a long one,
+    up to ``batch_size`` a batch, and every text over ``alone_above`` word pieces in a batch of its own."""
+    order = np.argsort(lengths, kind="stable")
+    short = [i for i in order if lengths[i] <= alone_above]
+    groups = [np.array(short[start:start + batch_size]) for start in range(0, len(short), batch_size)]
+    return groups + [np.array([i]) for i in order if lengths[i] > alone_above]
+
+
 class OnnxClassifier:
     """The int8 student behind the pipeline's API: ``clf(texts)`` gives, per text, every class
     with its score, most likely first; ``predict_proba(texts)`` the probabilities in label order.
@@ -132,7 +147,8 @@ class OnnxClassifier:
     Tokenizing goes straight to the Rust tokenizer (the Python wrapper costs more than the
     int8 model on a short text), and a batch is sorted by length first so short texts are
     not padded to the longest one. Dynamic int8 takes its activation scale from the whole
-    batch, so a text's scores shift slightly with its batch neighbours (rarely its class);
+    batch, so a text's scores shift slightly with its batch neighbours (rarely its class): texts
+    over ``ALONE_ABOVE`` word pieces, where batching buys little speed, are run alone, and
     ``batch_size=1`` makes every answer independent of the others, at a cost in throughput.
     With a ``fallback`` (texts -> fp32 probabilities of the same model), a text whose two likeliest
     classes are less than ``recheck_margin`` apart gets the fallback's answer instead (`recheck`).
@@ -160,6 +176,7 @@ class OnnxClassifier:
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.fallback, self.recheck_margin = fallback, recheck_margin if fallback else 0.0
+        self.alone_above = ALONE_ABOVE  # benchmarks/serving.py sets it huge to time the old batching
         self.answered = self.rechecked = 0  # texts answered so far, and how many of them the fallback answered
 
     def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
@@ -167,10 +184,8 @@ class OnnxClassifier:
         texts = list(texts)
         encodings = self.tokenizer.encode_batch(texts)
         self.answered += len(encodings)
-        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
         probs = np.zeros((len(encodings), len(self.labels)), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
+        for rows in batches([len(e.ids) for e in encodings], batch_size, self.alone_above):
             probs[rows] = softmax(self.session.run(None, self.feed([encodings[i] for i in rows]))[0])
         return self.recheck(texts, probs)
 

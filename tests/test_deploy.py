@@ -386,6 +386,21 @@ def test_onnx_classifier_has_the_pipelines_api_and_window(pipe, onnx_dir):
     assert deploy.class_names(onnx) == deploy.class_names(pipe) == CLASSES
 
 
+def test_a_long_text_gets_the_same_int8_scores_whatever_its_neighbours(onnx_dir):
+    """Texts over `quantize.ALONE_ABOVE` word pieces run alone (batching them buys no speed), so
+    their int8 scores do not move with the rest of a CSV; short texts still share batches, in
+    length order, ``batch_size`` at most."""
+    onnx = quantize.OnnxClassifier(onnx_dir)
+    long_texts = ["my parcel never arrived and " * 40, "the refund you promised is still missing, " * 30]
+    texts = [long_texts[0], "refund please", long_texts[1], "cannot log in", "where is my parcel " * 10]
+    assert all(len(e.ids) > quantize.ALONE_ABOVE for e in onnx.tokenizer.encode_batch(long_texts))
+    mixed = onnx.predict_proba(texts, batch_size=32)
+    for row, text in ((0, long_texts[0]), (2, long_texts[1])):
+        np.testing.assert_allclose(mixed[row], onnx.predict_proba([text])[0], atol=1e-7)
+    groups = quantize.batches([300, 5, 200, 9, 40, 7, 129, 128], batch_size=2)
+    assert [list(g) for g in groups] == [[1, 5], [3, 4], [7], [6], [2], [0]]
+
+
 def test_near_ties_get_the_fp32_answer_and_the_rest_keep_int8s(pipe, onnx_dir):
     """The fallback answers exactly the texts whose int8 gap between the two likeliest classes is
     under the margin: with every text under it the scores are PyTorch's, with none they are int8's."""
