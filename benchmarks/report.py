@@ -166,10 +166,14 @@ def serving_table(root: Path, name: str = "serving.json") -> str:
     timings = pd.DataFrame(record["timings"])
     stats = timing_stats(timings, ["texts", "where", "backend"])
     runs = timings["run"].nunique()
-    return "\n".join([tasks.round(3).to_markdown(index=False), "",
-                      f"Timed: `{record.get('timed_model', '?')}`, {runs} runs from {record['started']} "
-                      f"on {record.get('machine', UNNAMED_MACHINE)}; texts per set: {record['n_texts']}.", "",
-                      stats.reset_index().round(1).to_markdown(index=False)])
+    parts = [tasks.round(3).to_markdown(index=False), "",
+             f"Timed: `{record.get('timed_model', '?')}`, {runs} runs from {record['started']} "
+             f"on {record.get('machine', UNNAMED_MACHINE)}; texts per set: {record['n_texts']}.", "",
+             stats.reset_index().round(1).to_markdown(index=False)]
+    if record.get("batching"):
+        parts += ["", "What batching buys the int8 model, every ~300-word text cut to the same number of word "
+                  "pieces (best of 3 passes):", "", pd.DataFrame(record["batching"]).to_markdown(index=False)]
+    return "\n".join(parts)
 
 
 def small_students_table(root: Path) -> str:
@@ -255,6 +259,8 @@ def render(records: list[dict], machine: str, root: Path = Path(__file__).resolv
         serving_table(root, "serving-recheck.json"), "",
         "## The same, timed with the mental-health student (a 256-piece window)", "",
         serving_table(root, "serving-recheck-long.json"), "",
+        "## Long texts run alone in the int8 student (every task's student; timed: mental health)", "",
+        serving_table(root, "serving-alone.json"), "",
         "## Smaller students: 6, 4 and 3 layers", "", small_students_table(root), "",
         "## HTTP teacher concurrency", "", http_concurrency_table(root), "",
         "## Every run", "", frame.to_markdown(index=False), "",

@@ -36,10 +36,10 @@ RECIPE = "dynamic-int8-per-channel-v1"  # change it when the export changes: old
 # int8 gap under 0.11 (benchmarks/NOTES.md, "Near ties"); 0.15 leaves room for texts not seen there.
 RECHECK_MARGIN = 0.15
 # A text longer than this (in word pieces) is run alone, never in a batch. Batching pays for short texts
-# (about 2x the texts/s at 16-32 pieces) and less with length (1.2-1.3x at 128, none at 256: each text
-# already fills the matrix kernels), while int8 takes its activation scale from the whole batch, so a long
-# text's answer moved with its neighbours: a mental-health text whose two likeliest classes were 0.49
-# apart flipped in a batch of 4 (benchmarks/NOTES.md, "Long texts run alone").
+# (2.1-2.9x the texts/s at 16-32 pieces) and less with length (1.7x at 64, 1.2x at 128, none at 256: one
+# text already fills the matrix kernels), while int8 takes its activation scale from the whole batch, so a
+# long text's answer moved with its neighbours: a mental-health text whose two likeliest classes were 0.49
+# apart in int8 flipped in a batch of 4 (benchmarks/NOTES.md, "Long texts run alone").
 ALONE_ABOVE = 128
 TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
