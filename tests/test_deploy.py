@@ -365,8 +365,8 @@ def test_the_payoff_table_puts_the_teacher_timed_at_training_beside_both_student
 def test_onnx_classifier_has_the_pipelines_api_and_window(pipe, onnx_dir):
     """Same call, same answer shape, same truncation at the window; a batch mixing long and
     short texts (sorted by length inside) comes back in the order it was sent. Dynamic int8
-    takes its activation scale from the whole batch, so a text's scores move a little with
-    its neighbours (0.04 here), but not its class."""
+    takes its activation scale from the whole batch, so a short text's scores move a little with
+    its neighbours, but not its class (long texts run alone: the next test)."""
     onnx = quantize.OnnxClassifier(onnx_dir)
     long_text = "my parcel never arrived and " * 200  # far past the 256-token window
     texts = [long_text, "refund please", "where is my parcel " * 20, "cannot log in"]
