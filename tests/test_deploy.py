@@ -387,7 +387,7 @@ def test_onnx_classifier_has_the_pipelines_api_and_window(pipe, onnx_dir):
 
 
 def test_a_long_text_gets_the_same_int8_scores_whatever_its_neighbours(onnx_dir):
-    """Texts over `quantize.ALONE_ABOVE` word pieces run alone (batching them buys no speed), so
+    """Texts over `quantize.ALONE_ABOVE` word pieces run alone (batching them buys little speed), so
     their int8 scores do not move with the rest of a CSV; short texts still share batches, in
     length order, ``batch_size`` at most."""
     onnx = quantize.OnnxClassifier(onnx_dir)
