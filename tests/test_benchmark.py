@@ -146,3 +146,27 @@ def test_http_concurrency_results_render_as_a_table(tmp_path):
                                 "server": "a server", "runs": runs}))
     table = http_concurrency_table(tmp_path)
     assert "a server; 8 texts of `data-x`" in table and re.search(r"\|\s*4\s*\|\s*10.67\s*\|\s*0.75\s*\|", table)
+
+
+def test_small_student_records_render_by_window_and_each_task_timing_apart(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from report import small_students_table
+
+    path = tmp_path / "benchmarks" / "results" / "small-students" / "small-students.json"
+    path.parent.mkdir(parents=True)
+    int8 = {"n_test": 96, "same_class": 0.98, "acc_pytorch": 0.8, "acc_int8": 0.79, "acc_diff_points": -1.0}
+    run = {"task": "shop", "backbone": "minilm-l3", "seed": 0, "teacher": "seed", "max_unlabelled": 200,
+           "teacher_acc": 0.7, "base_acc": 0.8, "kept_acc": 0.8, "train_s": 10, "int8": int8}
+    runs = [run, {**run, "window": 256, "int8": {**int8, "same_class_recheck": 1.0}}]  # older record: no window
+    timing = {"run": 0, "backbone": "minilm-l3", "backend": "onnx", "where": "in process", "texts": "long",
+              "p50_ms": 11.0, "p95_ms": 16.0, "texts_per_second": 100.0, "size_mb": 17.6, "load_before": 1,
+              "load_after": 1}
+    timings = [timing, {**timing, "task": "shop", "window": 256, "p50_ms": 7.0}]  # older timing: banking's
+    path.write_text(json.dumps({"runs": runs, "timings": timings, "timed": "then", "timed_tasks": {"shop": "now"}}))
+    table = small_students_table(tmp_path)
+    assert re.search(r"\|\s*shop\s*\|\s*128\s*\|\s*minilm-l3\s*\|\s*1\s*\|.*\|\s*0\.98\s*\|\s*nan\s*\|", table)
+    assert re.search(r"\|\s*shop\s*\|\s*256\s*\|\s*minilm-l3\s*\|\s*1\s*\|.*\|\s*0\.98\s*\|\s*1\s*\|", table)
+    assert "banking-routing students, timed from then" in table and "shop students, timed from now" in table
+    banking, shop = table.split("shop students")[0], table.split("shop students")[1]
+    assert re.search(r"\|\s*128\s*\|\s*minilm-l3\s*\|\s*onnx\s*\|.*\|\s*11\s*\|", banking)
+    assert re.search(r"\|\s*256\s*\|\s*minilm-l3\s*\|\s*onnx\s*\|.*\|\s*7\s*\|", shop) and "| 11 " not in shop
