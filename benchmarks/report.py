@@ -193,7 +193,7 @@ def small_students_table(root: Path) -> str:
         int8_acc_diff_points=("int8_acc_diff_points", "mean"), train_s=("train_s", "mean"))
     parts = [f"Teacher `{runs['teacher'].iloc[0]}`, {runs['max_unlabelled'].iloc[0]} unlabelled rows; "
              "`int8_same_class` (int8 alone) and `served_same_class` (int8 with PyTorch rechecking its near ties, "
-             "what `deploy.load_model` serves) are the lowest over seeds.", "",
+             "what `deploy.load_model` serves) are the lowest over seeds (the latter recorded since 2026-12-07).", "",
              stats.reset_index().round(3).to_markdown(index=False)]
     if record.get("timings"):
         frame = pd.DataFrame([{"task": "banking-routing", "window": 128, **t} for t in record["timings"]])
