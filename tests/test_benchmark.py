@@ -156,17 +156,37 @@ def test_small_student_records_render_by_window_and_each_task_timing_apart(tmp_p
     path.parent.mkdir(parents=True)
     int8 = {"n_test": 96, "same_class": 0.98, "acc_pytorch": 0.8, "acc_int8": 0.79, "acc_diff_points": -1.0}
     run = {"task": "shop", "backbone": "minilm-l3", "seed": 0, "teacher": "seed", "max_unlabelled": 200,
-           "teacher_acc": 0.7, "base_acc": 0.8, "kept_acc": 0.8, "train_s": 10, "int8": int8}
-    runs = [run, {**run, "window": 256, "int8": {**int8, "same_class_recheck": 1.0}}]  # older record: no window
-    timing = {"run": 0, "backbone": "minilm-l3", "backend": "onnx", "where": "in process", "texts": "long",
-              "p50_ms": 11.0, "p95_ms": 16.0, "texts_per_second": 100.0, "size_mb": 17.6, "load_before": 1,
-              "load_after": 1}
-    timings = [timing, {**timing, "task": "shop", "window": 256, "p50_ms": 7.0}]  # older timing: banking's
-    path.write_text(json.dumps({"runs": runs, "timings": timings, "timed": "then", "timed_tasks": {"shop": "now"}}))
+           "window": 128, "teacher_acc": 0.7, "base_acc": 0.8, "kept_acc": 0.8, "train_s": 10, "int8": int8}
+    runs = [run, {**run, "window": 256, "int8": {**int8, "same_class_recheck": 1.0}}]  # the first: no recheck yet
+    timing = {"run": 0, "task": "bank", "window": 128, "backbone": "minilm-l3", "backend": "onnx",
+              "where": "in process", "texts": "long", "p50_ms": 11.0, "p95_ms": 16.0, "texts_per_second": 100.0,
+              "size_mb": 17.6, "load_before": 1, "load_after": 1}
+    timings = [timing, {**timing, "task": "shop", "window": 256, "p50_ms": 7.0}]
+    path.write_text(json.dumps({"runs": runs, "timings": timings, "timed_tasks": {"bank": "then", "shop": "now"}}))
     table = small_students_table(tmp_path)
     assert re.search(r"\|\s*shop\s*\|\s*128\s*\|\s*minilm-l3\s*\|\s*1\s*\|.*\|\s*0\.98\s*\|\s*nan\s*\|", table)
     assert re.search(r"\|\s*shop\s*\|\s*256\s*\|\s*minilm-l3\s*\|\s*1\s*\|.*\|\s*0\.98\s*\|\s*1\s*\|", table)
-    assert "banking-routing students, timed from then" in table and "shop students, timed from now" in table
-    banking, shop = table.split("shop students")[0], table.split("shop students")[1]
-    assert re.search(r"\|\s*128\s*\|\s*minilm-l3\s*\|\s*onnx\s*\|.*\|\s*11\s*\|", banking)
+    assert "bank students, timed from then" in table and "shop students, timed from now" in table
+    bank, shop = table.split("shop students")[0], table.split("shop students")[1]
+    assert re.search(r"\|\s*128\s*\|\s*minilm-l3\s*\|\s*onnx\s*\|.*\|\s*11\s*\|", bank)
     assert re.search(r"\|\s*256\s*\|\s*minilm-l3\s*\|\s*onnx\s*\|.*\|\s*7\s*\|", shop) and "| 11 " not in shop
+
+
+def test_teacher_gap_says_which_recipe_keeps_every_student_at_its_teacher():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import pandas as pd
+    from report import teacher_gap
+
+    def runs(task: str, recipe: str, kept: list[float], window: int = 128, recorded: bool = True) -> list[dict]:
+        return [{"task": task, "teacher": "seed", "recipe": recipe, "guard_folds": 1, "kept_acc": acc,
+                 "teacher_acc": 0.8, "window": window, "window_recorded": recorded} for acc in kept]
+
+    frame = pd.DataFrame(runs("bank", "v3", [0.8, 0.82, 0.81]) + runs("forum", "v3", [0.7] * 3, recorded=False)
+                         + runs("forum", "v3 window=256", [0.85, 0.86, 0.84], window=256)
+                         + runs("bank", "lpft", [0.79, 0.8, 0.8]) + runs("forum", "lpft", [0.9], window=256)
+                         + runs("bank", "cft", [0.9]) + runs("forum", "cft", [0.9] * 3, window=256)
+                         + [{**runs("bank", "v3", [0.1])[0], "teacher": "local:smollm2-135m"}])
+    table = teacher_gap(frame).set_index("recipe")
+    assert table.loc["v3"].to_dict() == {"bank": "+1.0 (3)", "forum": "+5.0 (3)", "every task": "yes"}
+    assert table.loc["lpft", "every task"] == "no" and table.loc["lpft", "bank"] == "-0.3 (3)"
+    assert table.loc["cft", "every task"] == "unfinished" and table.loc["cft", "bank"] == "+10.0 (1)"
