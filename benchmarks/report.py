@@ -204,8 +204,7 @@ def small_students_table(root: Path) -> str:
     if not path.exists():
         return "Not run yet: `python benchmarks/small_students.py --seeds 0 1 2`, then `--seeds --time`."
     record = json.loads(path.read_text())
-    runs = pd.DataFrame([{"window": 128, **r, **{f"int8_{k}": v for k, v in r["int8"].items()}}
-                         for r in record["runs"]])  # records before the window rule read 128 pieces
+    runs = pd.DataFrame([{**r, **{f"int8_{k}": v for k, v in r["int8"].items()}} for r in record["runs"]])
     runs["int8_same_class_recheck"] = runs.get("int8_same_class_recheck", float("nan"))  # recorded since 2026-12-07
     stats = runs.groupby(["task", "window", "backbone"], sort=False).agg(
         seeds=("seed", "nunique"), teacher_acc=("teacher_acc", "mean"), base_acc=("base_acc", mean_std),
@@ -217,11 +216,11 @@ def small_students_table(root: Path) -> str:
              "what `deploy.load_model` serves) are the lowest over seeds (the latter recorded since 2026-12-07).", "",
              stats.reset_index().round(3).to_markdown(index=False)]
     if record.get("timings"):
-        frame = pd.DataFrame([{"task": "banking-routing", "window": 128, **t} for t in record["timings"]])
-        started = record.get("timed_tasks", {}) | ({"banking-routing": record["timed"]} if "timed" in record else {})
+        frame = pd.DataFrame(record["timings"])
         for task, rows in frame.groupby("task", sort=False):
             timings = timing_stats(rows, ["window", "backbone", "backend", "where", "texts"])
-            parts += ["", f"The seed-0 {task} students, timed from {started.get(task, '?')}, {rows['run'].nunique()} "
+            started = record["timed_tasks"][task]
+            parts += ["", f"The seed-0 {task} students, timed from {started}, {rows['run'].nunique()} "
                       "runs (median, min-max):", "", timings.reset_index().round(1).to_markdown(index=False)]
     return "\n".join(parts)
 

@@ -61,7 +61,7 @@ def time_models(record: dict, task: str, runs: int, requests: int) -> None:
     so their ~300-word timings differ, and both are worth keeping."""
     sets = {"short (banking)": serving.texts_of(ROOT / "data-banking-routing" / "test.csv"),
             "~300 words": serving.long_texts()}
-    timings = [t for t in record.get("timings", []) if t.get("task", "banking-routing") != task]
+    timings = [t for t in record.get("timings", []) if t["task"] != task]
     record.setdefault("timed_tasks", {})[task] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     rows = [r for r in record["runs"] if r["seed"] == 0 and r["task"] == task and Path(r["model_dir"]).exists()]
     for run_index in range(runs):
@@ -69,7 +69,7 @@ def time_models(record: dict, task: str, runs: int, requests: int) -> None:
             for backend in serving.BACKENDS:
                 for timing in serving.time_backend(Path(row["model_dir"]), backend, sets, requests):
                     timings.append({"run": run_index, "task": task, "backbone": row["backbone"],
-                                    "window": row.get("window", 128), **timing})
+                                    "window": row["window"], **timing})
                     print(timings[-1], flush=True)
     record["timings"] = timings
 
