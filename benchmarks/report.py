@@ -20,12 +20,16 @@ UNNAMED_MACHINE = "2 CPU cores (AMD EPYC), Python 3.11.7, no GPU"
 # See benchmarks/NOTES.md.
 
 
+def window(record: dict) -> int:
+    """Word pieces the run's student read; records before the window was chosen from the data read 128."""
+    return record.get("window", {}).get("max_length", 128)
+
+
 def recipe(record: dict) -> str:
     data = record.get("data", {})
     settings = "".join(f" {name}={value}" for name, value in sorted(record.get("settings", {}).items()))
-    window = record.get("window", {}).get("max_length", 128)  # records before the window was chosen: 128
-    if window != 128 and "max_length" not in record.get("settings", {}):
-        settings += f" window={window}"
+    if window(record) != 128 and "max_length" not in record.get("settings", {}):
+        settings += f" window={window(record)}"
     if record.get("search_trials"):
         settings += f" search={record['search_trials']}"
     if record.get("recipe", "v3") != "v3":
@@ -39,7 +43,7 @@ def flatten(record: dict) -> dict:
     kept = s["accuracy"] if s["kept"] == "student-tuned" else b["accuracy"]
     return {"task": record["task"], "teacher": t["spec"], "seed": record.get("seed", 0),
             "guard_folds": guard.get("asked_folds", guard.get("folds", 1)), "folds_used": guard.get("folds", 1),
-            "recipe": recipe(record), "window": record.get("window", {}).get("max_length", 128),
+            "recipe": recipe(record), "window": window(record),
             "window_recorded": "window" in record,  # runs since the window is chosen from the data (2026-12-04)
             "n_test": record["n_test"], "teacher_acc": t["accuracy"], "teacher_texts_per_s": t["texts_per_s"],
             "tfidf_acc": record["baselines"]["tfidf_logreg"]["accuracy"], "base_acc": b["accuracy"],
