@@ -168,67 +168,6 @@ def retired_table(root: Path) -> str:
     return summary(pd.DataFrame([flatten(r) for r in records])).to_markdown(index=False) if records else "None."
 
 
-def timing_stats(timings: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Median and range over runs of each timing (`serving.time_backend` rows), with the load seen."""
-    return timings.groupby(keys, sort=False).agg(
-        p50_ms=("p50_ms", "median"), p50_min=("p50_ms", "min"), p50_max=("p50_ms", "max"),
-        p95_ms=("p95_ms", "median"), texts_per_s_b32=("texts_per_second", "median"),
-        tps_min=("texts_per_second", "min"), tps_max=("texts_per_second", "max"),
-        size_mb=("size_mb", "first"), load_min=("load_before", "min"), load_max=("load_after", "max"))
-
-
-def serving_table(root: Path, name: str = "serving.json") -> str:
-    """fp32 against int8 serving (benchmarks/serving.py): agreement per task, then the median and
-    range over the runs of every timing, with the load average seen around it."""
-    path = root / "benchmarks" / "results" / "serving" / name
-    if not path.exists():
-        return (f"Not run yet: `python benchmarks/serving.py --model banking-routing=model "
-                f"--json benchmarks/results/serving/{name}`.")
-    record = json.loads(path.read_text())
-    tasks = pd.DataFrame(record["tasks"]).T.infer_objects().rename_axis("task").reset_index()
-    if not record["timings"]:
-        return tasks.round(3).to_markdown(index=False)
-    timings = pd.DataFrame(record["timings"])
-    stats = timing_stats(timings, ["texts", "where", "backend"])
-    runs = timings["run"].nunique()
-    parts = [tasks.round(3).to_markdown(index=False), "",
-             f"Timed: `{record.get('timed_model', '?')}`, {runs} runs from {record['started']} "
-             f"on {record.get('machine', UNNAMED_MACHINE)}; texts per set: {record['n_texts']}.", "",
-             stats.reset_index().round(1).to_markdown(index=False)]
-    if record.get("batching"):
-        parts += ["", "What batching buys the int8 model, every ~300-word text cut to the same number of word "
-                  "pieces (best of 3 passes):", "", pd.DataFrame(record["batching"]).to_markdown(index=False)]
-    return "\n".join(parts)
-
-
-def small_students_table(root: Path) -> str:
-    """6-, 4- and 3-layer students per task (benchmarks/small_students.py): accuracy over seeds, int8
-    agreement, training time; then the int8 and fp32 timings of the seed-0 banking models."""
-    path = root / "benchmarks" / "results" / "small-students" / "small-students.json"
-    if not path.exists():
-        return "Not run yet: `python benchmarks/small_students.py --seeds 0 1 2`, then `--seeds --time`."
-    record = json.loads(path.read_text())
-    runs = pd.DataFrame([{**r, **{f"int8_{k}": v for k, v in r["int8"].items()}} for r in record["runs"]])
-    runs["int8_same_class_recheck"] = runs.get("int8_same_class_recheck", float("nan"))  # recorded since 2026-12-07
-    stats = runs.groupby(["task", "window", "backbone"], sort=False).agg(
-        seeds=("seed", "nunique"), teacher_acc=("teacher_acc", "mean"), base_acc=("base_acc", mean_std),
-        kept_acc=("kept_acc", mean_std), int8_same_class=("int8_same_class", "min"),
-        served_same_class=("int8_same_class_recheck", "min"),
-        int8_acc_diff_points=("int8_acc_diff_points", "mean"), train_s=("train_s", "mean"))
-    parts = [f"Teacher `{runs['teacher'].iloc[0]}`, {runs['max_unlabelled'].iloc[0]} unlabelled rows; "
-             "`int8_same_class` (int8 alone) and `served_same_class` (int8 with PyTorch rechecking its near ties, "
-             "what `deploy.load_model` serves) are the lowest over seeds (the latter recorded since 2026-12-07).", "",
-             stats.reset_index().round(3).to_markdown(index=False)]
-    if record.get("timings"):
-        frame = pd.DataFrame(record["timings"])
-        for task, rows in frame.groupby("task", sort=False):
-            timings = timing_stats(rows, ["window", "backbone", "backend", "where", "texts"])
-            started = record["timed_tasks"][task]
-            parts += ["", f"The seed-0 {task} students, timed from {started}, {rows['run'].nunique()} "
-                      "runs (median, min-max):", "", timings.reset_index().round(1).to_markdown(index=False)]
-    return "\n".join(parts)
-
-
 def http_concurrency_table(root: Path) -> str:
     """HTTP teacher texts/s at 1, 4 and 8 requests in flight (benchmarks/http_concurrency.py)."""
     path = root / "benchmarks" / "results" / "http" / "http-concurrency.json"  # apart from the run records
@@ -270,6 +209,8 @@ def machines(records: list[dict], rendered_on: str) -> str:
 
 
 def render(records: list[dict], machine: str, root: Path = Path(__file__).resolve().parents[1]) -> str:
+    from serving_report import recheck_margin_table, serving_table, small_students_table  # they import this module
+
     if not records:
         return "# Benchmarks\n\nNo results yet: run `python benchmarks/run.py --suite tasks`.\n"
     frame = pd.DataFrame([flatten(r) for r in records])
@@ -296,6 +237,8 @@ def render(records: list[dict], machine: str, root: Path = Path(__file__).resolv
         "## Long texts run alone in the int8 student (every task's student; timed: mental health)", "",
         serving_table(root, "serving-alone.json"), "",
         "## Smaller students: 6, 4 and 3 layers", "", small_students_table(root), "",
+        "## A recheck margin per model against one for all (int8 agreement on the test sets)", "",
+        recheck_margin_table(root), "",
         "## HTTP teacher concurrency", "", http_concurrency_table(root), "",
         "## Every run", "", frame.to_markdown(index=False), "",
         "## Retired: the short-text versions of data-ecommerce and data-mental-health", "",

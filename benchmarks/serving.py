@@ -4,7 +4,8 @@
         --runs 3
 
 For every trained student given (``task=model_dir``, the task folder being ``data-<task>``):
-the int8 copy is exported beside it if missing; PyTorch, int8 alone and int8 with PyTorch rechecking
+the int8 copy is exported beside it if missing, its recheck margin measured on the task's unlabelled texts
+as the deployment notebook does (`export`); PyTorch, int8 alone and int8 with PyTorch rechecking
 its near ties (what `deploy.load_model` serves) answer the task's whole test.csv (same class as
 PyTorch, accuracy, share rechecked), then each run times the three in process (``deploy.measure_latency``)
 and at an HTTP client (the server in a process of its own, as users reach it; a kept-alive
@@ -29,18 +30,21 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from report import serving_table  # noqa: E402
+from serving_report import serving_table  # noqa: E402
 
 from helpers import deploy, quantize  # noqa: E402
 from helpers.benchmark import machine  # noqa: E402
 from helpers.serve import client_predictor  # noqa: E402
 
-RESULT = ROOT / "benchmarks" / "results" / "serving" / "serving.json"  # read by report.serving_table
+RESULT = ROOT / "benchmarks" / "results" / "serving" / "serving.json"  # read by serving_report.serving_table
 # name -> (deploy.load_model backend, recheck_margin): int8 alone, and int8 whose near ties PyTorch rechecks
-BACKENDS = {"pytorch": ("pytorch", 0.0), "onnx": ("onnx", 0.0), "onnx+recheck": ("onnx", quantize.RECHECK_MARGIN)}
+# (None: the margin the export measured for that model, as served by default)
+BACKENDS = {"pytorch": ("pytorch", 0.0), "onnx": ("onnx", 0.0), "onnx+recheck": ("onnx", None)}
 BATCHED = "onnx, long texts batched"  # int8 alone as before quantize.ALONE_ABOVE: every text in batches of 32
+FIXED = "onnx+recheck, fixed margin"  # the rival of a margin per model: quantize.RECHECK_MARGIN for every model
 SERVER = ("import sys, time\nfrom helpers.serve import serve\n"
-          "handle = serve(sys.argv[1], backend=sys.argv[2], recheck_margin=float(sys.argv[3]))\n"
+          "margin = None if sys.argv[3] == 'None' else float(sys.argv[3])\n"
+          "handle = serve(sys.argv[1], backend=sys.argv[2], recheck_margin=margin)\n"
           "print(handle.url, flush=True)\nwhile True: time.sleep(60)\n")
 
 
@@ -67,6 +71,7 @@ def agreement(model_dir: Path, test_csv: Path) -> dict:
     pipe = load_backend(model_dir, "pytorch")  # also the recheck's fallback: the weights are read once
     frames, accuracy, models = {}, {}, {name: load_backend(model_dir, name, pipe) for name in BACKENDS}
     models[BATCHED] = batched(models["onnx"])
+    models[FIXED] = deploy.load_model(model_dir, "onnx", recheck_margin=quantize.RECHECK_MARGIN, pipe=pipe)
     with tempfile.TemporaryDirectory() as scratch:
         for name, model in models.items():
             frames[name], accuracy[name] = deploy.predict_csv(model, test_csv, Path(scratch) / "p.csv")
@@ -76,7 +81,23 @@ def agreement(model_dir: Path, test_csv: Path) -> dict:
             "acc_int8": accuracy["onnx"], "acc_diff_points": 100 * (accuracy["onnx"] - accuracy["pytorch"]),
             "same_class_recheck": same["onnx+recheck"], "acc_recheck": accuracy["onnx+recheck"],
             "share_rechecked": models["onnx+recheck"].rechecked / len(frames["pytorch"]),
+            "recheck_margin": models["onnx+recheck"].recheck_margin, "same_class_fixed": same[FIXED],
+            "acc_fixed": accuracy[FIXED], "share_rechecked_fixed": models[FIXED].rechecked / len(frames["pytorch"]),
             "same_class_long_batched": same[BATCHED], "acc_long_batched": accuracy[BATCHED]}
+
+
+def calibration_texts(task: str) -> list[str]:
+    """The unlabelled texts the int8 export measures a task's models on, as the notebook reads them."""
+    texts = deploy.read_texts(ROOT / f"data-{task}" / "unstructured.csv")["text"]
+    return texts.head(quantize.CALIBRATION_ROWS).tolist()
+
+
+def export(model_dir: Path, task: str) -> None:
+    """The int8 copy with its recheck margin measured on the task's unlabelled texts, unless the copy
+    beside ``model_dir`` already is one."""
+    onnx_dir = quantize.onnx_dir_for(model_dir)
+    if not quantize.matches(onnx_dir, model_dir) or quantize.recorded_margin(onnx_dir) is None:
+        quantize.export_onnx_int8(model_dir, onnx_dir, calibration_texts(task))
 
 
 def batched(onnx: quantize.OnnxClassifier) -> quantize.OnnxClassifier:
@@ -171,8 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.model:
         task, _, folder = spec.partition("=")
         model_dir = Path(folder).resolve()
-        if not quantize.matches(quantize.onnx_dir_for(model_dir), model_dir):
-            quantize.export_onnx_int8(model_dir, quantize.onnx_dir_for(model_dir))
+        export(model_dir, task)
         record["tasks"][task] = agreement(model_dir, ROOT / f"data-{task}" / "test.csv")
         print(task, record["tasks"][task], flush=True)
     first = Path(args.model[0].partition("=")[2]).resolve()

@@ -25,7 +25,6 @@ sys.path.insert(0, str(ROOT))
 
 import serving  # noqa: E402
 
-from helpers import quantize  # noqa: E402
 from helpers.pipeline import run  # noqa: E402
 from helpers.student import StudentConfig  # noqa: E402
 
@@ -34,15 +33,17 @@ BACKBONES = ("minilm", "minilm-l4", "minilm-l3")
 TASKS = ("banking-routing", "ecommerce", "mental-health", "injury")
 
 
-def one_run(task: str, backbone: str, seed: int, teacher: str, max_unlabelled: int, models: Path) -> dict:
-    """Distil, export int8, compare backends; the seed-0 model folder is kept for timing."""
+def one_run(task: str, backbone: str, seed: int, teacher: str, max_unlabelled: int, models: Path,
+            keep: bool = False) -> dict:
+    """Distil, export int8, compare backends; the seed-0 model folder is kept for timing (every one
+    with ``keep``, for studies of the served copies such as benchmarks/recheck_margin.py)."""
     out = models / f"{task}-{backbone}-seed{seed}" / "model"
     shutil.rmtree(out.parent, ignore_errors=True)
     report = run(ROOT / f"data-{task}", teacher, out, StudentConfig(backbone=backbone, seed=seed),
                  max_unlabelled, cache_dir=models / "teacher-cache", progress=False,
                  budget_minutes=None)  # a record must not depend on how busy the machine was
     kept = report.evaluations[2] if report.result.chosen == "student-tuned" else report.evaluations[1]
-    quantize.export_onnx_int8(out, quantize.onnx_dir_for(out))
+    serving.export(out, task)
     record = {"task": task, "backbone": backbone, "seed": seed, "teacher": teacher,
               "max_unlabelled": max_unlabelled, "window": report.result.student.config.max_length,
               "teacher_acc": report.evaluations[0].accuracy,
@@ -50,7 +51,7 @@ def one_run(task: str, backbone: str, seed: int, teacher: str, max_unlabelled: i
               "kept_acc": kept.accuracy, "train_s": round(report.result.student.train_seconds, 1),
               "total_s": round(report.seconds, 1), "int8": serving.agreement(out, ROOT / f"data-{task}" / "test.csv"),
               "model_dir": str(out)}
-    if seed != 0:
+    if seed != 0 and not keep:
         shutil.rmtree(out.parent)
     return record
 
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the same for every backbone; the default teacher gives the LLM weight 0 anyway")
     parser.add_argument("--max-unlabelled", type=int, default=200, help="the notebook's default")
     parser.add_argument("--models", type=Path, default=ROOT / ".cache" / "small-students")
+    parser.add_argument("--keep", action="store_true", help="keep every model folder, not only seed 0's")
     parser.add_argument("--time", action="store_true", help="time the kept seed-0 models of --time-task")
     parser.add_argument("--time-task", default="banking-routing", choices=TASKS)
     parser.add_argument("--runs", type=int, default=3)
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for task in args.tasks:
             for backbone in args.backbones:
-                row = one_run(task, backbone, seed, args.teacher, args.max_unlabelled, args.models)
+                row = one_run(task, backbone, seed, args.teacher, args.max_unlabelled, args.models, args.keep)
                 record["runs"] = [r for r in record["runs"]
                                   if (r["task"], r["backbone"], r["seed"]) != (task, backbone, seed)] + [row]
                 print({k: v for k, v in row.items() if k != "model_dir"}, flush=True)

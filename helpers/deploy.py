@@ -137,8 +137,9 @@ def load_model(model_dir: str | Path, backend: str = "auto", recheck_margin: flo
     ``backend="auto"`` takes ``model-onnx/`` beside ``model_dir`` when it was made from these very
     weights (its ``source.json`` says so), because it answers the same several times faster;
     ``"onnx"`` insists on it, ``"pytorch"`` never uses it. When the int8 copy matches, the PyTorch
-    model is loaded too and rechecks int8's near ties (gap under ``recheck_margin``, default
-    `quantize.RECHECK_MARGIN`), so the classes served are fp32's; ``recheck_margin=0`` serves int8
+    model is loaded too and rechecks int8's near ties (gap under ``recheck_margin``, by default the
+    margin the export measured for this copy, else `quantize.RECHECK_MARGIN`), so the classes served
+    are fp32's; ``recheck_margin=0`` serves int8
     alone and needs only ``model-onnx/`` in memory. ``pipe``, a pipeline already loaded from
     ``model_dir`` (the deployment notebook has one), is used instead of loading the weights again.
     """
@@ -154,8 +155,9 @@ def load_model(model_dir: str | Path, backend: str = "auto", recheck_margin: flo
     def pytorch() -> TextClassificationPipeline:
         return pipe if pipe is not None else load_pipeline(model_dir)
 
-    margin = quantize.RECHECK_MARGIN if recheck_margin is None else recheck_margin
     same = backend != "pytorch" and quantize.matches(onnx_dir, model_dir)
+    recorded = quantize.recorded_margin(onnx_dir) if same else None
+    margin = next(m for m in (recheck_margin, recorded, quantize.RECHECK_MARGIN) if m is not None)
     if backend == "onnx" or same:
         fallback = as_predictor(pytorch()) if same and margin > 0 else None
         return quantize.OnnxClassifier(onnx_dir, fallback=fallback, recheck_margin=margin)

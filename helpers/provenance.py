@@ -62,6 +62,24 @@ def default_test_csv(test_csv: str | Path | None, model_dir: str | Path) -> Path
     return path if path.is_file() else None
 
 
+def unlabelled_texts(model_dir: str | Path, limit: int) -> list[str] | None:
+    """The first ``limit`` unlabelled texts (unstructured.csv) of the task folder named in the model's logs
+    (looked for as `default_test_csv` looks for test.csv); None when there is none to read.
+
+    They are the traffic a served model will see, and never its test rows, so the int8 export
+    measures on them how far int8 moves this model's answers (`quantize.calibrate_margin`)."""
+    from helpers.deploy import CsvError, read_texts
+
+    found = trained_task(model_dir)
+    path = found and Path(model_dir).resolve().parent / found["task_folder"] / "unstructured.csv"
+    if not path or not path.is_file():
+        return None
+    try:
+        return read_texts(path)["text"].head(limit).tolist() or None
+    except CsvError:
+        return None
+
+
 def first_text(csv_path: Path | None) -> str | None:
     """The first text of a CSV (read by the deployment rules), or None when there is none to read.
 

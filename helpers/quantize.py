@@ -34,7 +34,13 @@ RECIPE = "dynamic-int8-per-channel-v1"  # change it when the export changes: old
 # Below this gap between its two likeliest classes, int8's answer is checked by the fp32 model. On 300
 # unlabelled rows of each example task (not test rows) int8 alone flipped 19 of 1,200 texts, all with an
 # int8 gap under 0.11 (benchmarks/NOTES.md, "Near ties"); 0.15 leaves room for texts not seen there.
+# It is the margin of a copy exported without texts to calibrate on, and the least any copy gets.
 RECHECK_MARGIN = 0.15
+# With texts, the export measures how far int8 moves the gaps of this very model and sets its margin to
+# HEADROOM times the largest move seen: one student's int8 copy moved gaps by up to 0.46 where the others
+# stayed under 0.11, so no fixed margin fits every model (benchmarks/NOTES.md, "A margin per model").
+HEADROOM = 1.25
+CALIBRATION_ROWS = 300  # texts the margin is measured on: seconds of fp32 even for long texts
 # A text longer than this (in word pieces) is run alone, never in a batch. Batching pays for short texts
 # (2.1-2.9x the texts/s at 16-32 pieces) and less with length (1.7x at 64, 1.2x at 128, none at 256: one
 # text already fills the matrix kernels), while int8 takes its activation scale from the whole batch, so a
@@ -58,13 +64,16 @@ def weights_digest(model_dir: str | Path) -> str:
     return digest.hexdigest()
 
 
-def export_onnx_int8(model_dir: str | Path, out_dir: str | Path) -> Path:
+def export_onnx_int8(model_dir: str | Path, out_dir: str | Path, calibration_texts: list[str] | None = None) -> Path:
     """Export to ONNX and quantise weights to int8; return the int8 file.
 
     Only the int8 file ships in ``out_dir`` (with the tokenizer, config and a
     ``source.json`` naming the weights it came from): the fp32 export is an
     intermediate written to a temporary folder and deleted, and an fp32
     ``model.onnx`` left in ``out_dir`` by an older version is removed.
+    With ``calibration_texts`` (unlabelled texts of the task, never test rows; the first
+    ``CALIBRATION_ROWS`` are used), ``source.json`` also records the recheck margin this copy
+    needs (`calibrate_margin`), which `helpers.deploy.load_model` serves with.
     Uses torch's TorchScript exporter (``dynamo=False``: no onnxscript needed) with
     eager attention so the graph has no SDPA shape branches; batch and sequence
     length stay dynamic. Weights get one int8 scale per output channel (``per_channel``): with one
@@ -100,8 +109,47 @@ def export_onnx_int8(model_dir: str | Path, out_dir: str | Path) -> Path:
         if (model_dir / name).exists():
             shutil.copy2(model_dir / name, out_dir / name)
     source = {"safetensors_sha256": weights_digest(model_dir), "recipe": RECIPE}
+    if calibration_texts:
+        source |= calibrate_margin(out_dir, model, tokenizer, list(calibration_texts)[:CALIBRATION_ROWS])
     (out_dir / SOURCE_FILE).write_text(json.dumps(source) + "\n")
     return out_dir / ONNX_FILE
+
+
+def gap_shifts(int8: np.ndarray, fp32: np.ndarray) -> np.ndarray:
+    """Per text, how much int8 narrowed the gap between its own first class and another class.
+
+    fp32 picks another class only where that shift exceeds int8's gap between its two likeliest
+    classes, so rechecking every text whose int8 gap is under the largest shift a model shows
+    catches every flip of that size, near tie or not."""
+    rows, top = np.arange(len(int8)), int8.argmax(axis=1)
+    moved = (int8[rows, top, None] - int8) - (fp32[rows, top, None] - fp32)
+    return moved.max(axis=1)  # 0 for the top class itself, so never negative
+
+
+def calibrate_margin(onnx_dir: Path, model, tokenizer, texts: list[str]) -> dict:
+    """The recheck margin of one int8 copy: ``HEADROOM`` times the largest gap shift (`gap_shifts`)
+    on ``texts``, never under ``RECHECK_MARGIN`` nor over 1 (where every text is rechecked).
+
+    int8 answers both one text at a time and in batches, since its activation scale follows the
+    batch and a server sees both; fp32 is the model the recheck falls back on."""
+    from helpers.student import predict_proba
+
+    fp32 = predict_proba(model, tokenizer, texts, batch_size=32)
+    int8 = OnnxClassifier(onnx_dir)
+    shifts = np.maximum(gap_shifts(int8.predict_proba(texts), fp32),
+                        gap_shifts(int8.predict_proba(texts, batch_size=1), fp32))
+    margin = min(1.0, max(RECHECK_MARGIN, HEADROOM * float(shifts.max())))
+    return {"recheck_margin": round(margin, 3),
+            "calibration": {"texts": len(texts), "largest_gap_shift": round(float(shifts.max()), 4)}}
+
+
+def recorded_margin(onnx_dir: str | Path) -> float | None:
+    """The recheck margin the export chose for this copy (`calibrate_margin`); None when it chose none."""
+    try:
+        margin = json.loads((Path(onnx_dir) / SOURCE_FILE).read_text()).get("recheck_margin")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(margin) if isinstance(margin, (int, float)) and 0 <= margin <= 1 else None
 
 
 def onnx_input_names(tokenizer) -> list[str]:

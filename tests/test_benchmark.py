@@ -150,7 +150,7 @@ def test_http_concurrency_results_render_as_a_table(tmp_path):
 
 def test_small_student_records_render_by_window_and_each_task_timing_apart(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from report import small_students_table
+    from serving_report import small_students_table
 
     path = tmp_path / "benchmarks" / "results" / "small-students" / "small-students.json"
     path.parent.mkdir(parents=True)
@@ -170,6 +170,26 @@ def test_small_student_records_render_by_window_and_each_task_timing_apart(tmp_p
     bank, shop = table.split("shop students")[0], table.split("shop students")[1]
     assert re.search(r"\|\s*128\s*\|\s*minilm-l3\s*\|\s*onnx\s*\|.*\|\s*11\s*\|", bank)
     assert re.search(r"\|\s*256\s*\|\s*minilm-l3\s*\|\s*onnx\s*\|.*\|\s*7\s*\|", shop) and "| 11 " not in shop
+
+
+def test_recheck_margin_table_puts_each_models_margin_beside_the_fixed_one(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from serving_report import recheck_margin_table
+
+    assert "Not run yet" in recheck_margin_table(tmp_path)
+    path = tmp_path / "benchmarks" / "results" / "serving" / "recheck-margin.json"
+    path.parent.mkdir(parents=True)
+    run = {"task": "forum", "backbone": "minilm", "seed": 1, "window": 256, "teacher": "seed", "kept_acc": 0.68,
+           "calibration": {"texts": 300, "largest_gap_shift": 0.46}, "recheck_margin": 0.575, "same_class": 0.958,
+           "same_class_fixed": 0.969, "share_rechecked_fixed": 0.031, "same_class_recheck": 1.0,
+           "share_rechecked": 0.125, "acc_pytorch": 0.677, "acc_recheck": 0.677}
+    path.write_text(json.dumps({"started": "now", "machine": "a box", "headroom": 1.25, "fixed_margin": 0.15,
+                                "runs": [run, {**run, "seed": 0, "acc_recheck": 0.6875}]}))
+    table = recheck_margin_table(tmp_path)
+    assert "1.25 times the largest gap shift on the task's first 300 unlabelled texts, at least 0.15" in table
+    assert re.search(r"\|\s*forum\s*\|\s*minilm\s*\|\s*1\s*\|\s*256\s*\|\s*0.46\s*\|\s*0.575\s*\|\s*0.958\s*\|"
+                     r"\s*0.969\s*\|\s*0.031\s*\|\s*1\s*\|\s*0.125\s*\|\s*0\s*\|", table)
+    assert re.search(r"\|\s*forum\s*\|\s*minilm\s*\|\s*0\s*\|.*\|\s*1.05\s*\|", table)
 
 
 def test_teacher_gap_says_which_recipe_keeps_every_student_at_its_teacher():

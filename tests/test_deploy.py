@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -422,6 +423,52 @@ def test_near_ties_get_the_fp32_answer_and_the_rest_keep_int8s(pipe, onnx_dir):
     everything = quantize.OnnxClassifier(onnx_dir, recheck_margin=1.0,
                                          fallback=lambda batch: deploy.pipeline_proba(pipe, batch))
     assert [row[0]["label"] for row in everything(texts)] == [row[0]["label"] for row in pipe(texts)]
+
+
+def test_a_gap_shift_bounds_every_flip():
+    """int8 picks another class than fp32 only where it narrowed a gap by more than its own top-two gap,
+    so a margin over every shift seen rechecks every flip of that size."""
+    rng = np.random.default_rng(0)
+    fp32 = rng.dirichlet(np.ones(5), size=2000)
+    int8 = np.clip(fp32 + rng.normal(0, 0.05, fp32.shape), 1e-6, None)
+    int8 /= int8.sum(axis=1, keepdims=True)
+    shifts, top_two = quantize.gap_shifts(int8, fp32), np.sort(int8, axis=1)[:, -2:]
+    flipped = int8.argmax(axis=1) != fp32.argmax(axis=1)
+    assert flipped.sum() > 20 and (shifts[flipped] > (top_two[:, 1] - top_two[:, 0])[flipped]).all()
+    assert (shifts >= 0).all()
+    one = quantize.gap_shifts(np.array([[0.5, 0.4, 0.1], [0.7, 0.2, 0.1]]),
+                              np.array([[0.42, 0.48, 0.1], [0.8, 0.1, 0.1]]))
+    np.testing.assert_allclose(one, [0.16, 0.0], atol=1e-9)  # the second: int8 only widened the gaps
+
+
+def test_the_export_measures_each_models_margin_and_serving_uses_it(student, pipe, tmp_path):
+    """A margin from the model's own texts: recorded in source.json, served by default, overridable, and
+    larger for a model that int8 moves more (here a perturbed fp32 model against the same int8 copy)."""
+    texts = TEXTS + ["my parcel never arrived and " * 60, "refund", "cannot log in to my account today",
+                     "the courier left it at the wrong door and now the refund form will not load"]
+    model_dir = tmp_path / "model"
+    shutil.copytree(student["dir"], model_dir)
+    onnx_dir = quantize.onnx_dir_for(model_dir)
+    quantize.export_onnx_int8(model_dir, onnx_dir, texts)
+    source = json.loads((onnx_dir / quantize.SOURCE_FILE).read_text())
+
+    def rule(calibration: dict) -> float:
+        return min(1.0, max(quantize.RECHECK_MARGIN, quantize.HEADROOM * calibration["largest_gap_shift"]))
+
+    assert source["calibration"]["texts"] == len(texts) and source["recheck_margin"] == pytest.approx(
+        rule(source["calibration"]), abs=1e-3)
+    served = deploy.load_model(model_dir, pipe=deploy.load_pipeline(model_dir))
+    assert served.recheck_margin == quantize.recorded_margin(onnx_dir) == source["recheck_margin"]
+    assert deploy.load_model(model_dir, recheck_margin=0.3).recheck_margin == 0.3
+    for batch_size in (1, 32):  # every flip on these texts is rechecked, alone or batched
+        assert (served.predict_proba(texts, batch_size).argmax(1) == deploy.pipeline_proba(pipe, texts).argmax(1)).all()
+    fragile = copy.deepcopy(student["model"])
+    with torch.no_grad():
+        fragile.classifier.weight.mul_(torch.linspace(0.5, 1.5, fragile.classifier.weight.shape[0])[:, None])
+    loud = quantize.calibrate_margin(onnx_dir, fragile, student["tokenizer"], texts)
+    assert loud["calibration"]["largest_gap_shift"] > 2 * source["calibration"]["largest_gap_shift"]
+    assert loud["recheck_margin"] > quantize.RECHECK_MARGIN and loud["recheck_margin"] == pytest.approx(
+        rule(loud["calibration"]), abs=1e-3)
 
 
 def test_load_model_reuses_a_loaded_pipeline_and_alone_drops_the_fallback(student, onnx_dir, pipe, monkeypatch):

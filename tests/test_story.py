@@ -106,6 +106,18 @@ def test_deployment_defaults_come_from_the_models_own_logs(tmp_path, task_dir):
     assert provenance.first_text(provenance.default_test_csv(None, model)) == "can I get a refund"
 
 
+def test_the_int8_export_reads_the_tasks_unlabelled_texts_to_calibrate_on(tmp_path, task_dir):
+    model = model_with_logs(tmp_path, "shop", task_dir.name)
+    context = [line.strip('"') for line in (task_dir / "unstructured.csv").read_text().splitlines()[1:]]
+    assert provenance.unlabelled_texts(model, 2) == context[:2]
+    assert provenance.unlabelled_texts(model, 10**6) == context
+    (task_dir / "unstructured.csv").write_text("label\nrefund\n")  # no column of texts: nothing to calibrate on
+    assert provenance.unlabelled_texts(model, 2) is None
+    (task_dir / "unstructured.csv").unlink()
+    assert provenance.unlabelled_texts(model, 2) is None
+    assert provenance.unlabelled_texts(tmp_path / "nowhere", 2) is None
+
+
 def test_deployment_defaults_without_logs_or_task_folder(tmp_path):
     assert provenance.default_tar(None, tmp_path / "model") is None
     model = model_with_logs(tmp_path, "injury")  # an older model: no task_folder, data-injury assumed
