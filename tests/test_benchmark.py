@@ -157,7 +157,8 @@ def test_small_student_records_render_by_window_and_each_task_timing_apart(tmp_p
     int8 = {"n_test": 96, "same_class": 0.98, "acc_pytorch": 0.8, "acc_int8": 0.79, "acc_diff_points": -1.0}
     run = {"task": "shop", "backbone": "minilm-l3", "seed": 0, "teacher": "seed", "max_unlabelled": 200,
            "window": 128, "teacher_acc": 0.7, "base_acc": 0.8, "kept_acc": 0.8, "train_s": 10, "int8": int8}
-    runs = [run, {**run, "window": 256, "int8": {**int8, "same_class_recheck": 1.0}}]  # the first: no recheck yet
+    runs = [run, {**run, "window": 256, "int8": {**int8, "same_class_recheck": 1.0, "recheck_margin": 0.713}},
+            {**run, "window": 256, "seed": 1, "int8": {**int8, "same_class_recheck": 1.0, "recheck_margin": 0.2}}]
     timing = {"run": 0, "task": "bank", "window": 128, "backbone": "minilm-l3", "backend": "onnx",
               "where": "in process", "texts": "long", "p50_ms": 11.0, "p95_ms": 16.0, "texts_per_second": 100.0,
               "size_mb": 17.6, "load_before": 1, "load_after": 1}
@@ -165,7 +166,8 @@ def test_small_student_records_render_by_window_and_each_task_timing_apart(tmp_p
     path.write_text(json.dumps({"runs": runs, "timings": timings, "timed_tasks": {"bank": "then", "shop": "now"}}))
     table = small_students_table(tmp_path)
     assert re.search(r"\|\s*shop\s*\|\s*128\s*\|\s*minilm-l3\s*\|\s*1\s*\|.*\|\s*0\.98\s*\|\s*nan\s*\|", table)
-    assert re.search(r"\|\s*shop\s*\|\s*256\s*\|\s*minilm-l3\s*\|\s*1\s*\|.*\|\s*0\.98\s*\|\s*1\s*\|", table)
+    assert re.search(r"\|\s*shop\s*\|\s*256\s*\|\s*minilm-l3\s*\|\s*2\s*\|.*\|\s*0\.98\s*\|\s*1\s*\|\s*0\.713\s*\|",
+                     table)
     assert "bank students, timed from then" in table and "shop students, timed from now" in table
     bank, shop = table.split("shop students")[0], table.split("shop students")[1]
     assert re.search(r"\|\s*128\s*\|\s*minilm-l3\s*\|\s*onnx\s*\|.*\|\s*11\s*\|", bank)
