@@ -139,9 +139,9 @@ def load_model(model_dir: str | Path, backend: str = "auto", recheck_margin: flo
     ``"onnx"`` insists on it, ``"pytorch"`` never uses it. When the int8 copy matches, the PyTorch
     model is loaded too and rechecks int8's near ties (gap under ``recheck_margin``, by default the
     margin the export measured for this copy, else `quantize.RECHECK_MARGIN`), so the classes served
-    are fp32's; ``recheck_margin=0`` serves int8
-    alone and needs only ``model-onnx/`` in memory. ``pipe``, a pipeline already loaded from
-    ``model_dir`` (the deployment notebook has one), is used instead of loading the weights again.
+    are fp32's; ``recheck_margin=0`` serves int8 alone and needs only ``model-onnx/`` in memory.
+    ``pipe``, a pipeline already loaded from ``model_dir`` (the deployment notebook has one), is used
+    instead of loading the weights again.
     """
     from helpers import quantize
 
