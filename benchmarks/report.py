@@ -239,6 +239,8 @@ def render(records: list[dict], machine: str, root: Path = Path(__file__).resolv
         "## Smaller students: 6, 4 and 3 layers", "", small_students_table(root), "",
         "## A recheck margin per model against one for all (int8 agreement on the test sets)", "",
         recheck_margin_table(root), "",
+        "## Serving the student int8 moves most, with its own margin (mental health, 6 layers, seed 1)", "",
+        serving_table(root, "serving-own-margin.json"), "",
         "## HTTP teacher concurrency", "", http_concurrency_table(root), "",
         "## Every run", "", frame.to_markdown(index=False), "",
         "## Retired: the short-text versions of data-ecommerce and data-mental-health", "",
