@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from serving_report import serving_table  # noqa: E402
 
-from helpers import deploy, quantize  # noqa: E402
+from helpers import deploy, provenance, quantize  # noqa: E402
 from helpers.benchmark import machine  # noqa: E402
 from helpers.serve import client_predictor  # noqa: E402
 
@@ -88,8 +88,7 @@ def agreement(model_dir: Path, test_csv: Path) -> dict:
 
 def calibration_texts(task: str) -> list[str]:
     """The unlabelled texts the int8 export measures a task's models on, as the notebook reads them."""
-    texts = deploy.read_texts(ROOT / f"data-{task}" / "unstructured.csv")["text"]
-    return texts.head(quantize.CALIBRATION_ROWS).tolist()
+    return provenance.first_texts(ROOT / f"data-{task}" / "unstructured.csv", quantize.CALIBRATION_ROWS) or []
 
 
 def export(model_dir: Path, task: str) -> None:

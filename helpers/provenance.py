@@ -48,34 +48,35 @@ def default_tar(model_tar: str | Path | None, model_dir: str | Path) -> Path | N
 
 
 def default_test_csv(test_csv: str | Path | None, model_dir: str | Path) -> Path | None:
-    """TEST_CSV if given, else test.csv of the task folder named in the model's logs.
+    """TEST_CSV if given, else test.csv of the task folder named in the model's logs (`task_file`)."""
+    return Path(test_csv) if test_csv else task_file(model_dir, "test.csv")
 
-    The folder is looked for next to the model folder (the repository root when
-    the training notebook wrote ``../model``); None when it is not there.
-    """
-    if test_csv:
-        return Path(test_csv)
+
+def task_file(model_dir: str | Path, name: str) -> Path | None:
+    """A file of the task folder named in the model's logs, looked for next to the model folder
+    (the repository root when the training notebook wrote ``../model``); None when it is not there."""
     found = trained_task(model_dir)
-    if found is None:
-        return None
-    path = Path(model_dir).resolve().parent / found["task_folder"] / "test.csv"
-    return path if path.is_file() else None
+    path = found and Path(model_dir).resolve().parent / found["task_folder"] / name
+    return path if path and path.is_file() else None
 
 
 def unlabelled_texts(model_dir: str | Path, limit: int) -> list[str] | None:
-    """The first ``limit`` unlabelled texts (unstructured.csv) of the task folder named in the model's logs
-    (looked for as `default_test_csv` looks for test.csv); None when there is none to read.
+    """The first ``limit`` unlabelled texts (unstructured.csv) of the model's task folder; None when
+    there is none to read.
 
     They are the traffic a served model will see, and never its test rows, so the int8 export
     measures on them how far int8 moves this model's answers (`quantize.calibrate_margin`)."""
+    return first_texts(task_file(model_dir, "unstructured.csv"), limit)
+
+
+def first_texts(csv_path: Path | None, limit: int) -> list[str] | None:
+    """The first ``limit`` texts of a CSV (read by the deployment rules), or None when there is none to read."""
     from helpers.deploy import CsvError, read_texts
 
-    found = trained_task(model_dir)
-    path = found and Path(model_dir).resolve().parent / found["task_folder"] / "unstructured.csv"
-    if not path or not path.is_file():
+    if csv_path is None:
         return None
     try:
-        return read_texts(path)["text"].head(limit).tolist() or None
+        return read_texts(Path(csv_path))["text"].head(limit).tolist() or None
     except CsvError:
         return None
 
@@ -86,12 +87,5 @@ def first_text(csv_path: Path | None) -> str | None:
     A sample sentence from the model's own test set is on topic for whatever task
     it was trained on; a hard-wired banking sentence was not.
     """
-    from helpers.deploy import CsvError, read_texts
-
-    if csv_path is None:
-        return None
-    try:
-        texts = read_texts(Path(csv_path))["text"]
-    except CsvError:
-        return None
-    return texts.iloc[0] if len(texts) else None
+    texts = first_texts(csv_path, 1)
+    return texts[0] if texts else None
