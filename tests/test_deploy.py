@@ -457,9 +457,13 @@ def test_the_export_measures_each_models_margin_and_serving_uses_it(student, pip
 
     assert source["calibration"]["texts"] == len(texts) and source["recheck_margin"] == pytest.approx(
         rule(source["calibration"]), abs=1e-3)
-    served = deploy.load_model(model_dir, pipe=deploy.load_pipeline(model_dir))
+    local = deploy.load_pipeline(model_dir)
+    served = deploy.load_model(model_dir, pipe=local)
     assert served.recheck_margin == quantize.recorded_margin(onnx_dir) == source["recheck_margin"]
     assert deploy.load_model(model_dir, recheck_margin=0.3).recheck_margin == 0.3
+    (onnx_dir / quantize.SOURCE_FILE).write_text(json.dumps(source | {"recheck_margin": 0.42}))
+    assert deploy.load_model(model_dir, pipe=local).recheck_margin == 0.42  # not the default
+    (onnx_dir / quantize.SOURCE_FILE).write_text(json.dumps(source))
     for batch_size in (1, 32):  # every flip on these texts is rechecked, alone or batched
         assert (served.predict_proba(texts, batch_size).argmax(1) == deploy.pipeline_proba(pipe, texts).argmax(1)).all()
     fragile = copy.deepcopy(student["model"])
