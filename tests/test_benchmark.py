@@ -73,7 +73,7 @@ def test_benchmark_runs_the_recipe_search_when_asked(tmp_path):
 
 def test_report_renders_mean_and_spread(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from report import render
+    from report import flatten, render
 
     def record(seed: int, acc: float) -> dict:
         scores = {"accuracy": acc, "macro_f1": acc}
@@ -96,6 +96,7 @@ def test_report_renders_mean_and_spread(tmp_path):
     assert re.search(r"\|\s*v2\s*\|.*0\.5 ± 0\.0", text) and re.search(r"\|\s*v3\s*\|.*0\.7 ± 0\.0", text)
     assert re.search(r"\|\s*v3 max_steps=0\s*\|.*0\.6 ± 0\.0", text)  # overridden fields label the run
     assert re.search(r"\|\s*v3 window=256\s*\|.*0\.4 ± 0\.0", text)  # so does a window chosen past 128
+    assert flatten(long)["recipe_at_any_window"] == "v3"  # but not where each task's window is already picked
     assert re.search(r"\|\s*v3 search=8\s*\|.*0\.3 ± 0\.0", text)  # and a recipe search
     assert (tmp_path / "benchmarks" / "accuracy.png").stat().st_size > 1000
 
@@ -200,11 +201,12 @@ def test_teacher_gap_says_which_recipe_keeps_every_student_at_its_teacher():
     from report import teacher_gap
 
     def runs(task: str, recipe: str, kept: list[float], window: int = 128, recorded: bool = True) -> list[dict]:
-        return [{"task": task, "teacher": "seed", "recipe": recipe, "guard_folds": 1, "kept_acc": acc,
-                 "teacher_acc": 0.8, "window": window, "window_recorded": recorded} for acc in kept]
+        label = recipe + (f" window={window}" if window != 128 else "")  # as report.flatten labels them
+        return [{"task": task, "teacher": "seed", "recipe": label, "recipe_at_any_window": recipe, "guard_folds": 1,
+                 "kept_acc": acc, "teacher_acc": 0.8, "window": window, "window_recorded": recorded} for acc in kept]
 
     frame = pd.DataFrame(runs("bank", "v3", [0.8, 0.82, 0.81]) + runs("forum", "v3", [0.7] * 3, recorded=False)
-                         + runs("forum", "v3 window=256", [0.85, 0.86, 0.84], window=256)
+                         + runs("forum", "v3", [0.85, 0.86, 0.84], window=256)
                          + runs("bank", "lpft", [0.79, 0.8, 0.8]) + runs("forum", "lpft", [0.9], window=256)
                          + runs("bank", "cft", [0.9]) + runs("forum", "cft", [0.9] * 3, window=256)
                          + [{**runs("bank", "v3", [0.1])[0], "teacher": "local:smollm2-135m"}])
