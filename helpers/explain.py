@@ -32,6 +32,8 @@ def training_plan(name: str, config, n_rows: int, n_classes: int) -> str:
             }.get(name, name.replace("search/", "recipe search ") if name.startswith("search/")
                   else f"guard check {name}")
     warm = {"probe": " Its head starts from a linear probe on the pooler.",
+            "align": " First the pooler is aligned to the sentence embedding (no labels needed); the head starts "
+                     "random.",
             "align+probe": " First the pooler is aligned to the sentence embedding (no labels needed), then the "
                            "head starts from a linear probe on it.",
             "align+contrast+probe": " First the pooler is aligned to the sentence embedding, then the body learns "

@@ -5,10 +5,12 @@ pooler (dense + tanh on the [CLS] token). all-MiniLM-L6-v2 was trained with mean
 pooling, so neither its [CLS] state nor its pooler was ever asked to summarise a
 sentence, and a random head's first updates tear the body apart before the head
 points anywhere useful (Kumar et al. 2022, "Fine-tuning can distort pretrained
-features"). Three levers, all keeping the exported architecture unchanged:
+features"). The levers, all keeping the exported architecture unchanged:
 
 - ``probe``: fit logistic regression on the pooler outputs of the training rows
   and start the head from it;
+- ``align``: only that alignment, the head left random (for `v3`'s long, fast
+  schedule, whose random head beat a probe's on long forum posts);
 - ``align+probe``: first train the top layer and the pooler so that the pooler
   output points where the frozen mean-pooled sentence embedding points (cosine
   loss, no labels needed), then probe;
@@ -32,7 +34,7 @@ from sklearn.linear_model import LogisticRegression
 from helpers.contrastive import train_contrastive
 from helpers.embeddings import embed
 
-WARM_STARTS = ("none", "probe", "align+probe", "align+contrast+probe", "contrast+align+probe")
+WARM_STARTS = ("none", "probe", "align", "align+probe", "align+contrast+probe", "contrast+align+probe")
 
 
 def pooled_features(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64,
@@ -215,17 +217,17 @@ def warm_start(model, tokenizer, rows: pd.DataFrame, how: str, max_length: int, 
     """
     if how not in WARM_STARTS:
         raise ValueError(f"warm start must be one of {', '.join(WARM_STARTS)}, got {how!r}")
-    found, after = {}, ""
+    found, after, steps = {}, "", how.split("+")
     if how == "contrast+align+probe":
         measured, after = contrasted_once(model, tokenizer, rows, max_length, seed, pooling="mean")
         found.update(measured)
-    if "align+" in how:
+    if "align" in steps:
         texts = sorted(set(rows["text"].tolist() + list(align_texts)))
         found["align_cosine"] = round(aligned_once(model, tokenizer, texts, max_length, align_epochs, seed,
                                                    align_min_steps, after), 4)
         found["align_texts"] = len(texts)
     if how == "align+contrast+probe":
         found.update(contrasted_once(model, tokenizer, rows, max_length, seed)[0])
-    if how != "none":
+    if "probe" in steps:
         found["probe_train_accuracy"] = round(fit_probe_head(model, tokenizer, rows, max_length), 4)
     return found

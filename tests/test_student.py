@@ -507,3 +507,18 @@ def test_the_same_texts_are_aligned_once_and_give_the_same_weights(task, monkeyp
     assert torch.equal(top[0], top[1]) and not torch.equal(top[0], top[2])  # copied, not left fresh
     warmstart.aligned_once(*other[::-1], texts[:-1], 32, 2, 0, 0)
     assert len(calls) == 2  # other texts: aligned anew
+
+
+def test_align_alone_moves_the_pooler_and_leaves_the_head_random(task, monkeypatch):
+    """`align` is the alignment of `align+probe` without the probe: v3's random head behind an aligned pooler."""
+    from helpers import warmstart
+    from helpers.student import load_student
+
+    monkeypatch.setattr(warmstart, "REMEMBERED", {})
+    tokenizer, model = load_student("minilm", task.classes)
+    head, pooler = model.classifier.weight.clone(), model.bert.pooler.dense.weight.clone()
+    found = warmstart.warm_start(model, tokenizer, gold_rows(task.train, task.classes), "align", 32, 1, 0)
+    assert "align_cosine" in found and "probe_train_accuracy" not in found
+    assert torch.equal(model.classifier.weight, head) and not torch.equal(model.bert.pooler.dense.weight, pooler)
+    probed = warmstart.warm_start(model, tokenizer, gold_rows(task.train, task.classes), "align+probe", 32, 1, 0)
+    assert "probe_train_accuracy" in probed and not torch.equal(model.classifier.weight, head)
