@@ -11,7 +11,7 @@ alignment and the probe (helpers/contrastive.py): the only recipe whose kept stu
 beat the seed teacher on both banking and injury (3 seeds each); on BANKING77 10-shot
 (seed 0) it kept 0.829 against the teacher's 0.849 in 2.5x lpft's time, and on
 mental health's forum posts (seed 0) it and lpft kept 0.583 against the teacher's 0.625
-(v3: 0.656), so not the default.
+(v3: 0.667), so not the default.
 """
 
 from __future__ import annotations
